@@ -17,6 +17,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlejax import equivalence, families, losses
+from mlejax.fit import (
+    STUDENT_T_DF_MAX,
+    ConvergenceWarning,
+    PerfectSeparationWarning,
+    fit,
+    fit_likelihood,
+    ols,
+)
+from mlejax.result import FitResult
 
 __version__ = "0.1.0"
 
@@ -60,6 +69,13 @@ def add_constant(X, prepend: bool = True):
 
 __all__ = [
     "__version__",
+    "FitResult",
+    "ConvergenceWarning",
+    "PerfectSeparationWarning",
+    "STUDENT_T_DF_MAX",
+    "fit",
+    "fit_likelihood",
+    "ols",
     "add_constant",
     "enable_x64",
     "equivalence",

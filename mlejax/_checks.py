@@ -15,7 +15,7 @@ import numpy as np
 
 def concrete(a):
     """``np.asarray(a)`` for concrete data, ``None`` for a tracer."""
-    if isinstance(a, jax.core.Tracer):
+    if a is None or isinstance(a, jax.core.Tracer):
         return None
     try:
         return np.asarray(a)
@@ -99,7 +99,9 @@ def require_positive(name: str, a, who: str, strict: bool = True) -> None:
 
 def require_same_length(who: str, **arrays) -> None:
     """ValueError when the leading dimensions of the named arrays differ."""
-    lengths = {k: np.shape(v)[0] for k, v in arrays.items() if v is not None and np.ndim(v) > 0}
+    lengths = {
+        k: np.shape(v)[0] for k, v in arrays.items() if v is not None and np.ndim(v) > 0
+    }
     if len(set(lengths.values())) > 1:
         desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise ValueError(f"{who}: mismatched numbers of observations: {desc}.")

@@ -107,7 +107,9 @@ def accurate_residual(y: jax.Array, A: jax.Array, z: jax.Array, block: int = 819
         return _residual_rows(y, A, zh, zl)
     nb = -(-n // block)
     pad = nb * block - n
-    yb = jnp.pad(y, ((0, pad),) + ((0, 0),) * (y.ndim - 1)).reshape((nb, block) + y.shape[1:])
+    yb = jnp.pad(y, ((0, pad),) + ((0, 0),) * (y.ndim - 1)).reshape(
+        (nb, block) + y.shape[1:]
+    )
     Ab = jnp.pad(A, ((0, pad), (0, 0))).reshape(nb, block, A.shape[1])
     out = jax.lax.map(lambda t: _residual_rows(t[0], t[1], zh, zl), (yb, Ab))
     return out.reshape(-1)[:n]

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from mlejax import _checks
+from mlejax.losses import _abs, _log_softmax_at
 
 __all__ = [
     "Family",
@@ -59,6 +60,9 @@ class Family:
     extra_names: ClassVar[tuple[str, ...]] = ()
     #: keywords that are data rather than parameters (e.g. Binomial ``trials``)
     data_names: ClassVar[tuple[str, ...]] = ()
+    #: whether eta carries a trailing axis of ``eta_dim`` predictors (Categorical,
+    #: even with K=2 where that axis has size 1)
+    eta_has_axis: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -99,19 +103,22 @@ class Family:
     def check(self, y, eta, **extra) -> None:
         """Check shapes (always) and values (when concrete) of log_prob inputs."""
         ys, es = jnp.shape(y), jnp.shape(eta)
-        want = es if self.eta_dim == 1 else es[:-1]
-        if self.eta_dim != 1 and (len(es) == 0 or es[-1] != self.eta_dim):
+        want = es[:-1] if self.eta_has_axis else es
+        if self.eta_has_axis and (len(es) == 0 or es[-1] != self.eta_dim):
             raise ValueError(
                 f"{self.name}: eta must have a trailing axis of size {self.eta_dim} "
                 f"(one logit per non-reference class); got shape {es}."
             )
         try:
             jnp.broadcast_shapes(ys, want)
+            ok = len(ys) == len(want)  # (n,) against (n, 1) is no silent outer product
         except ValueError:
+            ok = False
+        if not ok:
             raise ValueError(
                 f"{self.name}: y has shape {ys} but eta has shape {es}; "
                 "they must match (one eta per observation)."
-            ) from None
+            )
         _checks.require_finite("eta", eta, self.name)
         for k in self.extra_names:
             _checks.require_positive(k, extra[k], self.name)
@@ -148,13 +155,17 @@ class Gaussian(Family):
 
 @dataclasses.dataclass(frozen=True)
 class Bernoulli(Family):
-    """Binary y in {0, 1}, logit link: ``log p = y*eta - softplus(eta)`` (BCE)."""
+    """Binary y in {0, 1}, logit link: ``log p = y*eta - softplus(eta)`` (BCE).
+
+    Evaluated as ``-y*softplus(-eta) - (1-y)*softplus(eta)``: the same value
+    without cancellation, so ``log p`` near 0 (y=1, eta=30) stays accurate.
+    """
 
     loss_name: ClassVar[str] = "bce_with_logits"
     support: ClassVar[str] = "binary"
 
     def _log_prob(self, y, eta):
-        return y * eta - jax.nn.softplus(eta)
+        return -y * jax.nn.softplus(-eta) - (1.0 - y) * jax.nn.softplus(eta)
 
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
@@ -173,7 +184,9 @@ class Binomial(Family):
 
     def check_y(self, y, trials=None) -> None:
         if trials is None:
-            raise ValueError("Binomial: trials= is required (number of trials per row).")
+            raise ValueError(
+                "Binomial: trials= is required (number of trials per row)."
+            )
         t = _checks.concrete(trials)
         if t is not None:
             _checks.require_finite("trials", t, self.name)
@@ -185,7 +198,10 @@ class Binomial(Family):
 
     def _log_prob(self, y, eta, trials):
         log_comb = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
-        return log_comb + y * eta - trials * jax.nn.softplus(eta)
+        # y*eta - trials*softplus(eta), without cancellation (see Bernoulli)
+        return (
+            log_comb - y * jax.nn.softplus(-eta) - (trials - y) * jax.nn.softplus(eta)
+        )
 
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
@@ -206,10 +222,13 @@ class Categorical(Family):
     n_classes: int = 2
     loss_name: ClassVar[str] = "softmax_cross_entropy"
     support: ClassVar[str] = "labels"
+    eta_has_axis: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
-            raise ValueError(f"Categorical: n_classes must be an int >= 2; got {self.n_classes!r}.")
+            raise ValueError(
+                f"Categorical: n_classes must be an int >= 2; got {self.n_classes!r}."
+            )
 
     @property
     def eta_dim(self) -> int:
@@ -224,9 +243,7 @@ class Categorical(Family):
         return jnp.concatenate([zero, eta], axis=-1)
 
     def _log_prob(self, y, eta):
-        logp = jax.nn.log_softmax(self.logits(eta), axis=-1)
-        onehot = jax.nn.one_hot(y.astype(jnp.int32), self.n_classes, dtype=eta.dtype)
-        return jnp.sum(onehot * logp, axis=-1)
+        return _log_softmax_at(self.logits(eta), y)
 
     def mean(self, eta):
         return jax.nn.softmax(self.logits(eta), axis=-1)
@@ -251,13 +268,17 @@ class Poisson(Family):
 
 @dataclasses.dataclass(frozen=True)
 class Laplace(Family):
-    """Double-exponential noise, identity link (median): NLL is L1 / LAD."""
+    """Double-exponential noise, identity link (median): NLL is L1 / LAD.
+
+    The derivative in eta at a zero residual is 0, as for ``losses.l1`` (and
+    PyTorch's ``l1_loss``), so the NLL and L1 gradients agree everywhere.
+    """
 
     loss_name: ClassVar[str] = "l1"
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
 
     def _log_prob(self, y, eta, scale):
-        return -jnp.abs(y - eta) / scale - jnp.log(2.0 * scale)
+        return -_abs(y - eta) / scale - jnp.log(2.0 * scale)
 
     def init_extra(self, y, mu):
         return {"scale": jnp.mean(jnp.abs(y - mu))}
@@ -327,21 +348,26 @@ class Gamma(Family):
 
 @dataclasses.dataclass(frozen=True)
 class NegativeBinomial(Family):
-    """Overdispersed counts (NB2), log link: variance ``mu + alpha mu^2``."""
+    """Overdispersed counts (NB2), log link: variance ``mu + alpha mu^2``.
+
+    With ``r = 1/alpha``: ``log p = lgamma(y+r) - lgamma(r) - log(y!)
+    + r log(r/(r+mu)) + y log(mu/(r+mu))``, the last two terms written as
+    ``-r*softplus(t) - y*softplus(-t)`` with ``t = eta + log(alpha)`` so that
+    neither cancels for small ``alpha*mu`` nor overflows for large ``|eta|``.
+    """
 
     support: ClassVar[str] = "count"
     extra_names: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def _log_prob(self, y, eta, alpha):
         r = 1.0 / alpha
-        log_r = -jnp.log(alpha)
-        log_r_plus_mu = jnp.logaddexp(log_r, eta)
+        t = eta + jnp.log(alpha)  # log(alpha * mu)
         return (
             gammaln(y + r)
             - gammaln(r)
             - gammaln(y + 1.0)
-            + r * (log_r - log_r_plus_mu)
-            + y * (eta - log_r_plus_mu)
+            - r * jax.nn.softplus(t)
+            - y * jax.nn.softplus(-t)
         )
 
     def mean(self, eta):
@@ -353,4 +379,3 @@ class NegativeBinomial(Family):
     def init_extra(self, y, mu):
         a = jnp.mean(((y - mu) ** 2 - mu) / mu**2)
         return {"alpha": jnp.clip(a, 0.05, 10.0)}
-

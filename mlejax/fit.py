@@ -1,0 +1,672 @@
+"""The wiring: checks -> objective -> solver -> inference -> FitResult."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from mlejax import _checks, closed_form, inference, objective
+from mlejax import families as fam
+from mlejax.result import FitResult
+from mlejax.solvers import lbfgs, newton, optax_loop
+
+__all__ = [
+    "fit",
+    "ols",
+    "fit_likelihood",
+    "ConvergenceWarning",
+    "PerfectSeparationWarning",
+    "STUDENT_T_DF_MAX",
+]
+
+#: StudentT degrees of freedom are capped here; reaching it means "use Gaussian".
+STUDENT_T_DF_MAX = 1000.0
+#: a row whose fitted log-probability exceeds -SEPARATION_TOL is fitted perfectly
+SEPARATION_TOL = 1e-11
+_DISCRETE = (
+    fam.Bernoulli,
+    fam.Binomial,
+    fam.Categorical,
+    fam.Poisson,
+    fam.NegativeBinomial,
+)
+_CONVEX = (fam.Bernoulli, fam.Binomial, fam.Categorical, fam.Poisson)
+
+
+class ConvergenceWarning(UserWarning):
+    """The solver stopped before meeting its tolerance."""
+
+
+class PerfectSeparationWarning(UserWarning):
+    """Some observations are predicted perfectly: the MLE does not exist."""
+
+
+# ----------------------------------------------------------------------------
+# host-side preparation
+# ----------------------------------------------------------------------------
+def _names_of(X):
+    cols = getattr(X, "columns", None)
+    return tuple(str(c) for c in cols) if cols is not None else None
+
+
+def _as_array(name, a, dtype=None):
+    if a is None:
+        return None
+    if hasattr(a, "to_numpy"):
+        a = a.to_numpy()
+    if isinstance(a, jax.core.Tracer | jax.Array):
+        arr = a
+    else:
+        _checks.warn_x64_truncation(
+            name, np.asarray(a) if not isinstance(a, np.ndarray) else a
+        )
+        arr = np.asarray(a)
+    if dtype is not None:
+        return jnp.asarray(arr, dtype)
+    if arr.dtype.kind not in "fc":
+        return jnp.asarray(arr, jnp.result_type(float))
+    return jnp.asarray(arr)
+
+
+def _prepare(X, y, family, weights, offset, trials):
+    if not isinstance(family, fam.Family):
+        raise TypeError(
+            f"family must be an mlejax family such as mj.families.Bernoulli(); got {family!r}."
+        )
+    names = _names_of(X)
+    X = _as_array("X", X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-D (n, p); got shape {X.shape}. Use X[:, None] for one column."
+        )
+    dtype = X.dtype
+    y = _as_array("y", y, dtype)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (n,); got shape {y.shape}.")
+    weights = _as_array("weights", weights, dtype)
+    offset = _as_array("offset", offset, dtype)
+    trials = _as_array("trials", trials, dtype)
+    for nm, a in (("weights", weights), ("offset", offset), ("trials", trials)):
+        if a is not None and a.ndim != 1:
+            raise ValueError(f"{nm} must be 1-D (n,); got shape {a.shape}.")
+    _checks.require_same_length(
+        f"{family.name} fit", X=X, y=y, weights=weights, offset=offset, trials=trials
+    )
+    n, p = X.shape
+    if n == 0:
+        raise ValueError("the dataset is empty (n = 0 rows); nothing to fit.")
+    for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
+        _checks.require_finite(nm, a)
+    if isinstance(family, fam.Binomial) and trials is None:
+        raise ValueError("Binomial: trials= is required (number of trials per row).")
+    if trials is not None and not isinstance(family, fam.Binomial):
+        raise ValueError(f"trials= is only for Binomial, not {family.name}.")
+    family.check_y(y, trials=trials) if isinstance(
+        family, fam.Binomial
+    ) else family.check_y(y)
+    wc = _checks.concrete(weights)
+    if wc is not None and (wc < 0).any():
+        i = int(np.flatnonzero(wc < 0)[0])
+        raise ValueError(
+            f"weights must be non-negative frequency weights; weights[{i}] = {wc[i].item()!r}."
+        )
+    nobs = n if wc is None else float(wc.sum())
+    k = p * family.eta_dim + len(family.extra_names)
+    if wc is not None or _checks.concrete(X) is not None:
+        n_eff = nobs if wc is None else float((wc > 0).sum())
+        if n_eff < k:
+            raise ValueError(
+                f"more parameters ({k}) than observations with positive weight ({n_eff:g}); "
+                "the model is not identified."
+            )
+    if weights is None:
+        weights = jnp.ones(n, dtype)
+    if offset is None:
+        offset = jnp.zeros(n, dtype)
+    Xc = _checks.concrete(X)
+    if Xc is not None and wc is not None:
+        Xc = Xc[wc > 0]
+    if Xc is not None and Xc.shape[0] * p * p <= 2e8:
+        _check_rank(Xc, names)
+    return X, y, weights, offset, trials, names
+
+
+def _check_rank(Xc: np.ndarray, names) -> None:
+    """Scale-free rank check (pivoted QR after column equilibration), host side."""
+    import scipy.linalg
+
+    Xc = np.asarray(Xc, np.float64)
+    p = Xc.shape[1]
+    if Xc.shape[0] < p:
+        return
+    R = scipy.linalg.qr(Xc, mode="r")[0][:p]
+    cols = closed_form.collinear_columns(R, names)
+    if cols is not None:
+        raise closed_form.rank_error(cols, p)
+
+
+# ----------------------------------------------------------------------------
+# the traceable cores
+# ----------------------------------------------------------------------------
+def _solver_name(solver) -> str:
+    if isinstance(solver, str):
+        return solver
+    return "optax"
+
+
+def _check_solver(solver, family):
+    if isinstance(solver, str):
+        if solver not in ("newton", "lbfgs"):
+            raise ValueError(
+                f"solver must be 'newton', 'lbfgs' or an optax.GradientTransformation; got {solver!r}."
+            )
+    elif not isinstance(solver, optax.GradientTransformation):
+        raise TypeError(
+            "solver must be 'newton', 'lbfgs' or an optax.GradientTransformation; "
+            f"got {type(solver).__name__}."
+        )
+
+
+def _start(family, data: objective.GLMData, p: int):
+    """Starting coefficients (regression of a working response) and log extras."""
+    X, y, w, offset, trials = data
+    m = family.eta_dim
+    dtype = X.dtype
+    if isinstance(family, fam.Categorical | fam.Bernoulli):
+        beta0 = jnp.zeros(p * m, dtype)
+        mu0 = None
+    else:
+        z = family.working_response(y, trials) - offset
+        beta0 = _quick_lstsq(X, z, w)
+        mu0 = family.mean(X @ beta0 + offset)
+    if not family.extra_names:
+        return jnp.concatenate([beta0, jnp.zeros(0, dtype)])
+    ex = family.init_extra(y, mu0)
+    u0 = jnp.log(jnp.stack([jnp.asarray(ex[k], dtype) for k in family.extra_names]))
+    u0 = jnp.where(jnp.isfinite(u0), u0, 0.0)
+    return jnp.concatenate([beta0, u0])
+
+
+def _quick_lstsq(X, z, w):
+    """Weighted normal equations in equilibrated form (starting values only)."""
+    d = closed_form.pow2_scale(X)
+    A = X * d
+    G = A.T @ (A * w[:, None])
+    G = G + 1e-10 * jnp.trace(G) / G.shape[0] * jnp.eye(G.shape[0], dtype=G.dtype)
+    L = jnp.linalg.cholesky(G)
+    b = jax.scipy.linalg.cho_solve((L, True), A.T @ (w * z))
+    return jnp.where(jnp.isfinite(b), b, 0.0) * d
+
+
+def _gaussian_core(family, data):
+    X, y, w, offset, _ = data
+    n, p = X.shape
+    parts = closed_form.lstsq_core(X, y - offset, jnp.sqrt(w))
+    nobs = jnp.sum(w)
+    rss = parts.rss
+    sigma = jnp.sqrt(rss / nobs)
+    s2 = rss / (nobs - p)
+    cov = s2 * parts.xtx_inv
+    loglik = jnp.where(
+        rss > 0,
+        -0.5 * nobs * (math.log(2 * math.pi) + jnp.log(rss / nobs) + 1.0),
+        jnp.inf,
+    )
+    one = jnp.asarray(1)
+    return dict(
+        params=parts.beta,
+        extra={"scale": sigma},
+        extra_stderr={"scale": sigma / jnp.sqrt(2.0 * nobs)},
+        cov=cov,
+        loglik=loglik,
+        n_iter=one,
+        converged=jnp.asarray(True),
+        status=jnp.asarray(0),
+        trace=jnp.full((1,), -loglik),
+        r_eq=parts.r_eq,
+    )
+
+
+def _laplace_core(family, data, tol, max_iter):
+    """Exact least absolute deviations: IRLS with continuation, then a vertex polish.
+
+    IRLS weights ``w_i / max(|r_i|, delta)`` with ``delta`` shrinking 10x per
+    step approach the LAD optimum; at each step the p smallest-residual rows
+    define a candidate vertex ``X_S b = y_S``, accepted once its subgradient
+    optimality certificate (``|u| <= 1`` in ``X_S' (w_S u) = -sum_{i not in S}
+    w_i sign(r_i) x_i``) holds: that is the exact LAD solution.
+    """
+    X, y, w, offset, _ = data
+    n, p = X.shape
+    yo = y - offset
+    dtype = X.dtype
+    eps = jnp.finfo(dtype).eps
+    beta0 = closed_form.lstsq_core(X, yo, jnp.sqrt(w), n_refine=1).beta
+    obj = lambda b: jnp.sum(w * jnp.abs(yo - X @ b))  # noqa: E731
+    scale0 = obj(beta0) / jnp.sum(w)
+    active = w > 0
+
+    def vertex(b):
+        r = yo - X @ b
+        key = jnp.where(active, jnp.abs(r), jnp.inf)
+        _, S = jax.lax.top_k(-key, p)
+        XS = X[S]
+        bv = b + jnp.linalg.solve(XS, r[S])
+        rv = yo - X @ bv
+        inS = jnp.zeros(n, bool).at[S].set(True)
+        s = jnp.where(inS, 0.0, jnp.sign(rv))
+        rhs = -(w * s) @ X
+        u = jnp.linalg.solve(XS.T, rhs) / jnp.where(w[S] > 0, w[S], 1.0)
+        certified = jnp.all(jnp.isfinite(u)) & (
+            jnp.max(jnp.abs(u)) <= 1.0 + 1e3 * eps * p
+        )
+        return bv, certified
+
+    def cond(c):
+        b, delta, k, done, trace = c
+        return (~done) & (k < max_iter)
+
+    def body(c):
+        b, delta, k, _, trace = c
+        r = yo - X @ b
+        wt = w / jnp.maximum(jnp.abs(r), delta)
+        b_new = _quick_lstsq(X, yo, wt)
+        b_new = jnp.where(obj(b_new) <= obj(b), b_new, b)
+        bv, certified = vertex(b_new)
+        better = certified & (obj(bv) <= obj(b_new) * (1 + 1e2 * eps))
+        b_out = jnp.where(better, bv, b_new)
+        f_old, f_new = obj(b), obj(b_out)
+        stalled = (delta <= eps * scale0) & (jnp.abs(f_old - f_new) <= tol * f_new)
+        return b_out, delta * 0.1, k + 1, better | stalled, trace.at[k + 1].set(f_new)
+
+    trace0 = jnp.full((max_iter + 1,), jnp.nan, dtype).at[0].set(obj(beta0))
+    init = (
+        beta0,
+        jnp.maximum(scale0 * 1e-2, jnp.finfo(dtype).tiny),
+        jnp.asarray(0),
+        scale0 == 0,
+        trace0,
+    )
+    b, _, k, done, trace = jax.lax.while_loop(cond, body, init)
+    nobs = jnp.sum(w)
+    bscale = obj(b) / nobs
+    xtx_inv = closed_form.lstsq_core(X, yo, jnp.sqrt(w), n_refine=0).xtx_inv
+    loglik = jnp.where(bscale > 0, -nobs * (jnp.log(2.0 * bscale) + 1.0), jnp.inf)
+    return dict(
+        params=b,
+        extra={"scale": bscale},
+        extra_stderr={"scale": bscale / jnp.sqrt(nobs)},
+        cov=bscale**2 * xtx_inv,
+        loglik=loglik,
+        n_iter=k,
+        converged=done,
+        status=jnp.where(done, 0, 1),
+        trace=trace / nobs + jnp.log(2.0 * bscale),
+        r_eq=None,
+    )
+
+
+def _glm_core(family, data, solver, tol, max_iter):
+    X, y, w, offset, trials = data
+    n, p = X.shape
+    m, nb, q = objective.n_params(family, p)
+    nobs = jnp.sum(w)
+    obj = objective.make(family, data, log_extra=True)
+    theta0 = _start(family, data, p)
+    project = None
+    if isinstance(family, fam.StudentT) and family.df is None:
+        cap = math.log(STUDENT_T_DF_MAX)
+        project = lambda th: th.at[-1].set(jnp.minimum(th[-1], cap))  # noqa: E731
+    if solver == "newton":
+        out = newton(
+            obj.value,
+            obj.value_grad_hess,
+            theta0,
+            tol=tol,
+            max_iter=max_iter,
+            convex=isinstance(family, _CONVEX),
+            project=project,
+        )
+        trace = out.trace
+    else:
+        # First-order solvers work on the mean NLL, so learning rates do not scale with n.
+        mean_nll = lambda th: obj.value(th) / nobs  # noqa: E731
+        if solver == "lbfgs":
+            out = lbfgs(mean_nll, theta0, tol=tol, max_iter=max_iter)
+        else:
+            out = optax_loop(mean_nll, theta0, solver, tol=tol, max_iter=max_iter)
+        trace = out.trace * nobs
+    theta = out.x
+    status, converged = out.status, out.converged
+    # Inference at the MLE on the natural scale of the extra parameters.
+    beta, extra = obj.unpack(theta)
+    theta_nat = (
+        jnp.concatenate([theta[:nb], jnp.stack(list(extra.values()))]) if q else theta
+    )
+    _, _, info = objective.make(family, data, log_extra=False).value_grad_hess(
+        theta_nat
+    )
+    cov_full = inference.inverse_information(info)
+    se_full = jnp.sqrt(jnp.diag(cov_full))
+    if isinstance(family, _DISCRETE):
+        eta = obj.eta(beta)
+        kw = dict(extra)
+        if trials is not None:
+            kw["trials"] = trials
+        logp = family._log_prob(y, eta, **kw)
+        separated = jnp.any((w > 0) & (logp > -SEPARATION_TOL))
+        status = jnp.where(separated, 4, status)
+        converged = converged & ~separated
+    if project is not None:
+        at_bound = extra["df"] >= STUDENT_T_DF_MAX * (1 - 1e-9)
+        status = jnp.where(at_bound, 5, status)
+        converged = converged & ~at_bound
+    return dict(
+        params=beta,
+        extra=extra,
+        extra_stderr={k: se_full[nb + i] for i, k in enumerate(family.extra_names)},
+        cov=cov_full[:nb, :nb],
+        loglik=-obj.value(theta),
+        n_iter=out.n_iter,
+        converged=converged,
+        status=status,
+        trace=trace,
+        r_eq=None,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("family", "solver", "max_iter"))
+def _fit_jit(X, y, weights, offset, trials, tol, *, family, solver, max_iter):
+    data = objective.GLMData(X, y, weights, offset, trials)
+    if isinstance(family, fam.Gaussian):
+        core = _gaussian_core(family, data)
+    elif isinstance(family, fam.Laplace):
+        core = _laplace_core(family, data, tol, max_iter)
+    else:
+        core = _glm_core(family, data, solver, tol, max_iter)
+    r_eq = core.pop("r_eq")
+    nobs = jnp.sum(weights)
+    k = X.shape[1] * family.eta_dim + len(family.extra_names)
+    aic, bic = inference.information_criteria(core["loglik"], k, nobs)
+    stderr = jnp.sqrt(jnp.diag(core["cov"])).reshape(jnp.shape(core["params"]))
+    if isinstance(family, fam.Gaussian):
+        # exact fit: stderr 0 (cov is 0 up to rounding)
+        stderr = jnp.where(core["extra"]["scale"] > 0, stderr, 0.0)
+    res = FitResult(
+        aic=aic,
+        bic=bic,
+        nobs=nobs,
+        stderr=stderr,
+        family=family.name,
+        solver=_solver_name(solver)
+        if not isinstance(family, fam.Gaussian | fam.Laplace)
+        else ("qr" if isinstance(family, fam.Gaussian) else "irls-lad"),
+        **core,
+    )
+    return res, r_eq
+
+
+def fit(
+    X,
+    y,
+    family: fam.Family,
+    *,
+    solver="newton",
+    weights=None,
+    offset=None,
+    trials=None,
+    tol=1e-10,
+    max_iter: int = 100,
+) -> FitResult:
+    """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
+
+    Args:
+      X: design ``(n, p)`` (NumPy, JAX or pandas; no intercept is added: use
+        ``mj.add_constant``).
+      y: response ``(n,)`` in the family's support.
+      family: an ``mj.families`` instance.
+      solver: ``"newton"`` (damped Newton with Armijo line search and exact
+        Hessian; Gaussian is solved by :func:`ols`; Laplace by exact LAD: IRLS
+        plus a certified vertex), ``"lbfgs"`` (Optax L-BFGS, stops when
+        ``max|grad| <= tol * max(1, |f|)`` on the mean NLL), or any
+        ``optax.GradientTransformation`` run for ``max_iter`` steps on the mean NLL
+        (build it once and reuse it: a fresh transform recompiles).
+      weights: frequency weights ``(n,)`` (same as replicating rows).
+      offset: added to eta, e.g. ``log(exposure)``.
+      trials: Binomial numbers of trials.
+      tol: Newton: relative step ``max|d_i|/(1+|theta_i|)``; L-BFGS/Optax: gradient.
+      max_iter: iteration cap (static).
+
+    Returns:
+      FitResult. ``converged=False`` (plus a warning when not traced) on
+      non-convergence, separation or a StudentT df at its bound.
+
+    Raises:
+      ValueError: bad shapes, non-finite values, y outside the support, negative
+        weights, more parameters than observations, a rank-deficient X.
+    """
+    _check_solver(solver, family)
+    X, y, weights, offset, trials, names = _prepare(
+        X, y, family, weights, offset, trials
+    )
+    tol = jnp.asarray(tol, X.dtype)
+    res, r_eq = _fit_jit(
+        X,
+        y,
+        weights,
+        offset,
+        trials,
+        tol,
+        family=family,
+        solver=solver,
+        max_iter=max_iter,
+    )
+    res = res.replace(names=names)
+    if _checks.concrete(res.converged) is not None and np.ndim(res.converged) == 0:
+        if r_eq is not None:
+            cols = closed_form.collinear_columns(r_eq, names)
+            if cols is not None:
+                raise closed_form.rank_error(cols, X.shape[1])
+        res = _post_check(res, X, y, family, weights, trials, names)
+    return res
+
+
+def _post_check(res, X, y, family, weights, trials, names):
+    status = int(res.status)
+    if status == 4 and not isinstance(family, fam.Categorical):
+        cols = _separating_columns(X, y, family, weights, trials, names)
+        if cols is None:  # a confident but genuine fit: no separating direction exists
+            ok = bool(jnp.isfinite(res.loglik))
+            res = res.replace(
+                status=jnp.asarray(0 if ok else 1), converged=jnp.asarray(ok)
+            )
+        else:
+            warnings.warn(
+                f"{family.name}: perfect or quasi-complete separation: the MLE does not "
+                f"exist (coefficients diverge along columns {cols}). converged=False.",
+                PerfectSeparationWarning,
+                stacklevel=3,
+            )
+            return res
+    if status == 4 and isinstance(family, fam.Categorical):
+        warnings.warn(
+            "Categorical: some observations are predicted with probability 1 "
+            "(separation); the MLE does not exist. converged=False.",
+            PerfectSeparationWarning,
+            stacklevel=3,
+        )
+    elif status == 5:
+        warnings.warn(
+            f"StudentT: df reached its bound {STUDENT_T_DF_MAX:g}; the noise looks "
+            "Gaussian: fit mj.families.Gaussian() instead. converged=False.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    elif not bool(res.converged):
+        warnings.warn(
+            f"{family.name} fit did not converge ({res.reason}) in {int(res.n_iter)} "
+            "iterations; the last iterate is returned. Raise max_iter or check the data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return res
+
+
+def _separating_columns(X, y, family, weights, trials, names):
+    """Host LP: a direction b with s_i x_i.b >= 0 that predicts rows perfectly."""
+    from scipy.optimize import linprog
+
+    Xn = np.asarray(X, np.float64)
+    yn = np.asarray(y, np.float64)
+    wn = np.asarray(weights) > 0
+    Xn, yn = Xn[wn], yn[wn]
+    if isinstance(family, fam.Bernoulli | fam.Binomial):
+        top = 1.0 if trials is None else np.asarray(trials, np.float64)[wn]
+        s = np.where(yn <= 0, -1.0, np.where(yn >= top, 1.0, 0.0))
+    else:  # counts: zeros can be driven to mean 0
+        s = np.where(yn <= 0, -1.0, 0.0)
+    scale = np.abs(Xn).max(axis=0)
+    scale[scale == 0] = 1.0
+    A = Xn / scale
+    ineq, eq = s != 0, s == 0
+    res = linprog(
+        c=-(s[ineq, None] * A[ineq]).sum(axis=0),
+        A_ub=-(s[ineq, None] * A[ineq]) if ineq.any() else None,
+        b_ub=np.zeros(ineq.sum()) if ineq.any() else None,
+        A_eq=A[eq] if eq.any() else None,
+        b_eq=np.zeros(eq.sum()) if eq.any() else None,
+        bounds=[(-1, 1)] * A.shape[1],
+        method="highs",
+    )
+    if res.status != 0 or -res.fun <= 1e-7 * max(1.0, np.abs(A).sum() / A.shape[1]):
+        return None
+    b = res.x
+    names = list(names) if names is not None else [f"x{j}" for j in range(A.shape[1])]
+    return [names[j] for j in np.flatnonzero(np.abs(b) > 1e-6)]
+
+
+def ols(X, y) -> FitResult:
+    """Least squares to near the float64 limit (see :mod:`mlejax.closed_form`).
+
+    Same ``FitResult`` fields as ``fit(X, y, Gaussian())``: ``stderr`` uses
+    ``sigma^2 = RSS / (n - p)``, ``extra["scale"]`` is the MLE ``sqrt(RSS / n)``.
+
+    >>> import numpy as np, mlejax as mj
+    >>> X = mj.add_constant(np.arange(5.0))
+    >>> [round(float(b), 12) for b in mj.ols(X, 1.0 + 2.0 * np.arange(5.0) + [0, .1, -.1, 0, 0]).params]
+    [1.02, 1.97]
+    """
+    return fit(X, y, fam.Gaussian())
+
+
+# ----------------------------------------------------------------------------
+# any likelihood
+# ----------------------------------------------------------------------------
+@functools.partial(jax.jit, static_argnames=("loglik", "solver", "max_iter", "n_obs"))
+def _fit_likelihood_jit(init_params, data, tol, *, loglik, solver, max_iter, n_obs):
+    flat0, unravel = ravel_pytree(init_params)
+
+    def nll(theta):
+        return -loglik(unravel(theta), *data)
+
+    if solver == "newton":
+
+        def vgh(theta):
+            f, g = jax.value_and_grad(nll)(theta)
+            return f, g, jax.hessian(nll)(theta)
+
+        out = newton(nll, vgh, flat0, tol=tol, max_iter=max_iter)
+    elif solver == "lbfgs":
+        out = lbfgs(lambda t: nll(t) / n_obs, flat0, tol=tol, max_iter=max_iter)
+    else:
+        out = optax_loop(
+            lambda t: nll(t) / n_obs, flat0, solver, tol=tol, max_iter=max_iter
+        )
+    theta = out.x
+    info = jax.hessian(nll)(theta)
+    cov = inference.inverse_information(info)
+    se = jnp.sqrt(jnp.diag(cov))
+    ll = -nll(theta)
+    k = flat0.shape[0]
+    aic, bic = inference.information_criteria(ll, k, jnp.asarray(n_obs, flat0.dtype))
+    trace = out.trace if solver == "newton" else out.trace * n_obs
+    return FitResult(
+        params=unravel(theta),
+        extra={},
+        extra_stderr={},
+        stderr=unravel(se),
+        cov=cov,
+        loglik=ll,
+        n_iter=out.n_iter,
+        converged=out.converged,
+        aic=aic,
+        bic=bic,
+        nobs=jnp.asarray(n_obs, flat0.dtype),
+        status=out.status,
+        trace=trace,
+        family="custom",
+        solver=_solver_name(solver),
+    )
+
+
+def fit_likelihood(
+    loglik,
+    init_params,
+    *data,
+    solver="newton",
+    tol=1e-10,
+    max_iter: int = 200,
+    n_obs=None,
+) -> FitResult:
+    """Maximise any total log-likelihood ``loglik(params, *data)`` over a pytree.
+
+    Gradients and the Hessian are exact (autodiff); standard errors are the
+    square roots of the inverse observed information, shaped like
+    ``init_params``; ``cov`` is over ``ravel_pytree`` order. ``aic``/``bic``
+    count every parameter, with ``n`` the leading length of ``data[0]`` (or
+    ``n_obs``). Pass the same ``loglik`` function object to reuse the compiled fit.
+
+    >>> import jax.numpy as jnp, mlejax as mj
+    >>> x = jnp.array([0.5, 1.5, 2.5, 3.5])
+    >>> ll = lambda th, x: jnp.sum(-jnp.exp(th["log_rate"]) * x + th["log_rate"])
+    >>> res = mj.fit_likelihood(ll, {"log_rate": jnp.array(0.0)}, x)
+    >>> round(float(jnp.exp(res.params["log_rate"])), 6)   # 1 / mean(x)
+    0.5
+    """
+    _check_solver(solver, None)
+    flat0, _ = ravel_pytree(init_params)
+    if n_obs is None:
+        n_obs = int(np.shape(data[0])[0]) if data and np.ndim(data[0]) > 0 else 1
+    for i, d in enumerate(data):
+        _checks.require_finite(f"data[{i}]", d)
+    dtype = (
+        flat0.dtype
+        if jnp.issubdtype(flat0.dtype, jnp.floating)
+        else jnp.result_type(float)
+    )
+    init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
+    res = _fit_likelihood_jit(
+        init_params,
+        tuple(data),
+        jnp.asarray(tol, dtype),
+        loglik=loglik,
+        solver=solver,
+        max_iter=max_iter,
+        n_obs=n_obs,
+    )
+    if _checks.concrete(res.converged) is not None and np.ndim(res.converged) == 0:
+        if not bool(res.converged):
+            warnings.warn(
+                f"fit_likelihood did not converge ({res.reason}) in {int(res.n_iter)} "
+                "iterations; the last iterate is returned.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+    return res

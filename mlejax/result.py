@@ -1,0 +1,156 @@
+"""FitResult: a registered pytree dataclass with a readable summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from mlejax.solvers import STATUS
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """The outcome of one fit; a pytree, so it passes through ``jit`` and ``vmap``.
+
+    Attributes:
+      params: coefficients ``(p,)``, ``(p, K-1)`` for Categorical, or any pytree
+        (``fit_likelihood``).
+      extra: estimated extra parameters on their natural scale (``{"scale": ...}``).
+      extra_stderr: their standard errors, same keys.
+      stderr: standard errors of ``params`` (same shape).
+      cov: covariance of the flattened ``params`` (row-major / ``ravel_pytree`` order).
+      loglik: maximised log-likelihood with all constants.
+      n_iter: solver iterations.
+      converged: whether the solver's tolerance was met (and no separation/bound).
+      aic, bic: information criteria, extra parameters counted.
+      nobs: number of observations (sum of frequency weights).
+      status: reason code, see ``mlejax.solvers.STATUS``.
+      trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
+      family, solver, names: static descriptions (pytree metadata).
+    """
+
+    params: object
+    extra: dict
+    extra_stderr: dict
+    stderr: object
+    cov: jax.Array
+    loglik: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    aic: jax.Array
+    bic: jax.Array
+    nobs: jax.Array
+    status: jax.Array
+    trace: jax.Array
+    family: str = ""
+    solver: str = ""
+    names: tuple | None = None
+
+    def replace(self, **kw) -> FitResult:
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def reason(self) -> str:
+        """Human-readable status of an unbatched fit."""
+        return STATUS.get(int(np.asarray(self.status)), "unknown")
+
+    def summary(self, alpha: float = 0.05) -> str:
+        """Table of coefficient, stderr, z, two-sided p-value and (1-alpha) Wald interval."""
+        params = (
+            np.asarray(jax.tree_util.tree_leaves(self.params)[0])
+            if not isinstance(self.params, jax.Array | np.ndarray)
+            else np.asarray(self.params)
+        )
+        if params.ndim > 1 or not isinstance(self.params, jax.Array | np.ndarray):
+            flat, _ = jax.flatten_util.ravel_pytree(self.params)
+            se_flat, _ = jax.flatten_util.ravel_pytree(self.stderr)
+            params, se = np.asarray(flat), np.asarray(se_flat)
+        else:
+            se = np.asarray(self.stderr)
+        if params.ndim != 1:
+            raise ValueError("summary() is for a single (unbatched) fit.")
+        names = self._row_names(len(params))
+        zq = stats.norm.ppf(1 - alpha / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = params / se
+        pval = 2 * stats.norm.sf(np.abs(z))
+        lo, hi = params - zq * se, params + zq * se
+        ci = f"[{alpha / 2:.3f}"
+        ci2 = f"{1 - alpha / 2:.3f}]"
+        w = max(12, max(len(s) for s in names) + 1)
+        head = (
+            f"{'':<{w}}{'coef':>13}{'stderr':>12}{'z':>9}{'P>|z|':>9}{ci:>13}{ci2:>13}"
+        )
+        lines = [
+            f"{self.family} regression, solver {self.solver}",
+            f"nobs {float(np.asarray(self.nobs)):g}   loglik {float(np.asarray(self.loglik)):.6g}"
+            f"   AIC {float(np.asarray(self.aic)):.6g}   BIC {float(np.asarray(self.bic)):.6g}",
+            f"iterations {int(np.asarray(self.n_iter))}   converged "
+            f"{bool(np.asarray(self.converged))} ({self.reason})",
+            "=" * len(head),
+            head,
+            "-" * len(head),
+        ]
+        for i, nm in enumerate(names):
+            lines.append(
+                f"{nm:<{w}}{params[i]:>13.6g}{se[i]:>12.4g}{z[i]:>9.3f}{pval[i]:>9.3f}"
+                f"{lo[i]:>13.6g}{hi[i]:>13.6g}"
+            )
+        for k, v in self.extra.items():
+            s = self.extra_stderr.get(k, math.nan)
+            lines.append(
+                f"{k:<{w}}{float(np.asarray(v)):>13.6g}{float(np.asarray(s)):>12.4g}"
+            )
+        lines.append("=" * len(head))
+        return "\n".join(lines)
+
+    def _row_names(self, k: int) -> list[str]:
+        p_shape = (
+            np.shape(self.params)
+            if isinstance(self.params, jax.Array | np.ndarray)
+            else None
+        )
+        base = list(self.names) if self.names is not None else None
+        if p_shape is not None and len(p_shape) == 2:
+            p, m = p_shape
+            base = base or [f"x{j}" for j in range(p)]
+            return [f"{base[j]}[{c + 1}]" for j in range(p) for c in range(m)]
+        if base is not None and len(base) == k:
+            return base
+        return [f"x{j}" for j in range(k)]
+
+    def __repr__(self) -> str:
+        return (
+            f"FitResult(family={self.family!r}, solver={self.solver!r}, "
+            f"params={self.params!r}, loglik={self.loglik!r}, converged={self.converged!r})"
+        )
+
+
+jax.tree_util.register_dataclass(
+    FitResult,
+    data_fields=[
+        "params",
+        "extra",
+        "extra_stderr",
+        "stderr",
+        "cov",
+        "loglik",
+        "n_iter",
+        "converged",
+        "aic",
+        "bic",
+        "nobs",
+        "status",
+        "trace",
+    ],
+    meta_fields=["family", "solver", "names"],
+)
+
+import jax.flatten_util  # noqa: E402  (ravel_pytree, used in summary)
+
+del jnp
