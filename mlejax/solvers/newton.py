@@ -97,9 +97,13 @@ def newton(
         d = jnp.where(jnp.isfinite(d), d, 0.0)
         slope = jnp.dot(s.g, d)
 
+        # Armijo with a rounding allowance: near the optimum f cannot resolve
+        # the decrease, and the full Newton step must still be taken.
+        slack = 16 * eps * jnp.abs(s.f)
+
         def ls_cond(c):
             t, f_new, k = c
-            armijo = f_new <= s.f - 1e-4 * t * slope
+            armijo = f_new <= s.f - 1e-4 * t * slope + slack
             return (~(armijo & jnp.isfinite(f_new))) & (k < max_halvings)
 
         def ls_body(c):
@@ -112,7 +116,7 @@ def newton(
             ls_cond, ls_body, (one, value(project(s.x - d)), jnp.asarray(0))
         )
         ls_ok = (k < max_halvings) | (
-            (f_new <= s.f - 1e-4 * t * slope) & jnp.isfinite(f_new)
+            (f_new <= s.f - 1e-4 * t * slope + slack) & jnp.isfinite(f_new)
         )
         x_new = jnp.where(ls_ok, project(s.x - t * d), s.x)
         f_new = jnp.where(ls_ok, f_new, s.f)
