@@ -1,0 +1,164 @@
+"""Run a suite of experiments into a run directory, resumably.
+
+``runs/<name>-<timestamp>/`` holds
+
+* ``config.toml``: the resolved config (every default written out), written
+  first, so ``--resume`` reruns exactly the same experiments and seed;
+* ``chunks.jsonl``: one JSON line per finished unit, append-only;
+* ``results.json``: every number, plus versions and device (rewritten
+  atomically after each experiment, ``"complete": true`` at the end);
+* ``tables/*.csv``, ``plots/*.png`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+import mlejax as mj
+from experiments import EXPERIMENTS, config, core, report
+from experiments.writers import (
+    ChunkLog,
+    atomic_write_text,
+    new_run_dir,
+    write_csv,
+    write_json,
+)
+
+__all__ = ["run_suite", "environment", "total_units"]
+
+Progress = Callable[[str, int, int], None]
+
+
+def environment() -> dict:
+    """Versions and device, recorded in ``results.json``."""
+    dev = jax.devices()[0]
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mlejax": mj.__version__,
+        "jax": jax.__version__,
+        "jaxlib": getattr(sys.modules.get("jaxlib"), "__version__", None),
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        "device_count": jax.device_count(),
+        "x64": bool(jax.config.jax_enable_x64),
+    }
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+    except ImportError:
+        env["torch"] = None
+    return env
+
+
+def total_units(cfg: config.SuiteConfig) -> int:
+    return sum(len(EXPERIMENTS[n].units(c)) for n, c in cfg.experiments.items())
+
+
+def run_suite(
+    cfg: config.SuiteConfig | None = None,
+    *,
+    out="runs",
+    seed: int | None = None,
+    resume=None,
+    progress: Progress | None = None,
+    on_chunk: Callable[[str, str, dict], None] | None = None,
+) -> tuple[Path, dict]:
+    """Run every experiment of ``cfg`` and write the run directory.
+
+    Args:
+      cfg: the suite; ignored with ``resume`` (the run's own ``config.toml``).
+      out: parent folder of new run directories.
+      seed: overrides ``[run].seed`` of a new run.
+      resume: an existing run directory: finished units are skipped, new ones
+        appended to its ``chunks.jsonl``.
+      progress: called ``progress(label, done, total)`` at the start and after
+        each unit.
+      on_chunk: called ``on_chunk(experiment, unit, result)`` after each unit is
+        recorded (tests raise from it to simulate a crash).
+
+    Returns:
+      ``(run_dir, results)``.
+    """
+    t_start = time.perf_counter()
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.toml").exists():
+            raise config.ConfigError(
+                f"{run_dir}: not a run directory (no config.toml)."
+            )
+        cfg = config.load(run_dir / "config.toml")
+    else:
+        if cfg is None:
+            cfg = config.load(config.bundled_path("default"))
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
+        run_dir = new_run_dir(out, cfg.run.name)
+        atomic_write_text(run_dir / "config.toml", config.to_toml(cfg))
+    log = ChunkLog(run_dir / "chunks.jsonl")
+    total = total_units(cfg)
+    done = [sum(len(log.finished(n)) for n in cfg.experiments)]
+    if progress:
+        progress("starting", done[0], total)
+    results = {
+        "run": {
+            "name": cfg.run.name,
+            "seed": cfg.run.seed,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "resumed": resume is not None,
+            "directory": str(run_dir),
+        },
+        "environment": environment(),
+        "config": {n: dataclasses.asdict(c) for n, c in cfg.experiments.items()},
+        "experiments": {},
+        "complete": False,
+    }
+    master = jax.random.key(cfg.run.seed)
+    plots: dict = {}
+    for name, exp_cfg in cfg.experiments.items():
+        module = EXPERIMENTS[name]
+
+        def record(unit, result, seconds, name=name):
+            log.append(name, unit, result, seconds)
+            done[0] += 1
+            if progress:
+                progress(f"{name}: {unit}", done[0], total)
+            if on_chunk:
+                on_chunk(name, unit, result)
+
+        t0 = time.perf_counter()
+        res = core.run(
+            module,
+            exp_cfg,
+            core.fold(master, name),
+            completed=log.finished(name),
+            on_chunk=record,
+        )
+        res["seconds"] = time.perf_counter() - t0
+        res["warnings"] = sorted(
+            {w for r in log.finished(name).values() for w in r.get("warnings", [])}
+        )
+        results["experiments"][name] = res
+        for table, rows in res["tables"].items():
+            write_csv(run_dir / "tables" / f"{name}_{table}.csv", rows)
+        if hasattr(module, "plot"):
+            (run_dir / "plots").mkdir(exist_ok=True)
+            plots[name] = module.plot(res, run_dir / "plots")
+        write_json(run_dir / "results.json", results)
+    results["run"]["seconds"] = time.perf_counter() - t_start
+    results["complete"] = True
+    write_json(run_dir / "results.json", results)
+    text = report.render(results, EXPERIMENTS, plots)
+    atomic_write_text(run_dir / "report.md", text)
+    return run_dir, results
