@@ -80,6 +80,10 @@ def workload_table(w: dict) -> str:
             note.replace("|", "/"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    reps = sorted({r.get("repeats") for r in w["rows"] if r.get("repeats")})
+    if reps:
+        lines.append("")
+        lines.append(f"Repeats (median of): {', '.join(map(str, reps))}.")
     fl = w.get("floor")
     if fl:
         lines.append("")

@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     threadpool_limits(limits=args.threads)
     quick = args.quick
     repeats = args.repeats or 3
-    budget_s = 15.0 if not quick else 2.0
+    budget_s = 10.0 if not quick else 2.0  # per call, else extrapolate
+    phase_s = 150.0 if not quick else 15.0  # per workload's repeats
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
 
     def want(name):
@@ -152,6 +153,7 @@ def main(argv=None) -> int:
         "repeats": repeats,
         "loadavg_start": os.getloadavg(),
         "extrapolation_budget_s": budget_s,
+        "repeats_budget_s": phase_s,
         "jax_devices": [str(d) for d in jax.devices()],
     }
     log(
@@ -174,7 +176,14 @@ def main(argv=None) -> int:
         if want("W1"):
             results["workloads"].append(
                 workloads.w1(
-                    *sz["W1"], fl, repeats=repeats, budget_s=budget_s, log=log, X=X, y=y
+                    *sz["W1"],
+                    fl,
+                    repeats=repeats,
+                    budget_s=budget_s,
+                    phase_budget_s=phase_s,
+                    log=log,
+                    X=X,
+                    y=y,
                 )
             )
         if want("W5"):
@@ -184,11 +193,25 @@ def main(argv=None) -> int:
         del X, y
     if want("W2"):
         results["workloads"].append(
-            workloads.w2(*sz["W2"], fl, repeats=repeats, budget_s=budget_s, log=log)
+            workloads.w2(
+                *sz["W2"],
+                fl,
+                repeats=repeats,
+                budget_s=budget_s,
+                phase_budget_s=phase_s,
+                log=log,
+            )
         )
     if want("W3"):
         results["workloads"].append(
-            workloads.w3(*sz["W3"], fl, repeats=repeats, budget_s=budget_s, log=log)
+            workloads.w3(
+                *sz["W3"],
+                fl,
+                repeats=repeats,
+                budget_s=budget_s,
+                phase_budget_s=phase_s,
+                log=log,
+            )
         )
     if want("W4"):
         results["workloads"].append(
@@ -198,7 +221,7 @@ def main(argv=None) -> int:
     results["workloads"].sort(key=lambda w: order[w["id"]])
     if want("startup"):
         log("time to first fit (fresh processes) ...")
-        results["startup"] = startup.run(repeats=3 if quick else 5, log=log)
+        results["startup"] = startup.run(repeats=3, log=log)
     meta["total_s"] = time.perf_counter() - t_start
     meta["loadavg_end"] = os.getloadavg()
     meta["process_cpu_s"] = time.process_time()

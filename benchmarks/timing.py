@@ -40,6 +40,7 @@ class Row:
     rel_diff: float | None = None
     note: str = ""
     error: str = ""
+    repeats: int = 0
 
     @property
     def median_s(self) -> float | None:
@@ -79,12 +80,15 @@ def time_methods(
     repeats: int,
     budget_s: float,
     probe_frac: float = 0.1,
+    phase_budget_s: float | None = None,
+    min_repeats: int = 2,
     log=print,
 ) -> list[Row]:
     n = X.shape[0]
     n_sub = max(int(n * probe_frac), 1)
     rows: list[Row] = []
     live: list[tuple[Method, Row]] = []
+    t_probes: dict[str, float] = {}
     for m in methods:
         row = Row(m.name, is_mlejax=m.is_mlejax, n_used=n)
         rows.append(row)
@@ -98,6 +102,7 @@ def time_methods(
             else:
                 t_probe, _ = _call(m, X[:n_sub], y[:n_sub])  # warm-up and probe
                 predicted = t_probe * n / n_sub
+                t_probes[m.name] = predicted
                 if predicted > budget_s:
                     row.n_used = n_sub
                     row.scale = n / n_sub
@@ -114,6 +119,24 @@ def time_methods(
             continue
         live.append((m, row))
 
+    # estimated seconds per repeat (mlejax: its first call, compile included,
+    # so an overestimate); fewer repeats (never below min_repeats) if the
+    # repeats would overrun phase_budget_s
+    est = 0.0
+    for m, row in live:
+        if m.is_mlejax:
+            est += row.first_s or 0.0
+        elif row.scale != 1.0:
+            est += row.first_s or 0.0
+        else:
+            est += (row.first_s or 0.0) + t_probes.get(m.name, 0.0)
+    if phase_budget_s is not None and est * repeats > phase_budget_s:
+        new = max(min_repeats, int(phase_budget_s // max(est, 1e-9)))
+        if new < repeats:
+            log(f"    ~{est:.0f} s per repeat: {new} repeats instead of {repeats}")
+            repeats = new
+    for row in rows:
+        row.repeats = repeats
     for r in range(repeats):
         order = live if r % 2 == 0 else live[::-1]
         for m, row in order:

@@ -32,6 +32,7 @@ def _row_dict(row: Row) -> dict:
         "first_call_s": row.first_s,
         "compile_s": row.compile_s,
         "n_used": row.n_used,
+        "repeats": row.repeats,
         "extrapolated": row.scale != 1.0,
         "n_iter": None if out is None else out.n_iter,
         "converged": None if out is None else out.converged,
@@ -107,11 +108,20 @@ def glm_workload(
     *,
     repeats: int,
     budget_s: float,
+    phase_budget_s: float | None = None,
     log=print,
 ) -> dict:
     n, p = X.shape
     log(f"{wid}: {title}  (n={n:,}, p={p})")
-    rows = time_methods(methods, X, y, repeats=repeats, budget_s=budget_s, log=log)
+    rows = time_methods(
+        methods,
+        X,
+        y,
+        repeats=repeats,
+        budget_s=budget_s,
+        phase_budget_s=phase_budget_s,
+        log=log,
+    )
     mj = next((m for m in methods if m.is_mlejax), None)
     ref = _mlejax_ref(mj, X, y, rows) if mj is not None else (lambda k: None)
     check_agreement(rows, X, y, loglik_fn, ref, TOL)
@@ -141,7 +151,9 @@ def glm_workload(
     }
 
 
-def w1(n, p, floor, *, repeats, budget_s, log=print, X=None, y=None):
+def w1(
+    n, p, floor, *, repeats, budget_s, phase_budget_s=None, log=print, X=None, y=None
+):
     if X is None:
         X, y, _ = data.logistic(n, p)
     methods = [
@@ -163,11 +175,12 @@ def w1(n, p, floor, *, repeats, budget_s, log=print, X=None, y=None):
         floor,
         repeats=repeats,
         budget_s=budget_s,
+        phase_budget_s=phase_budget_s,
         log=log,
     )
 
 
-def w2(n, p, floor, *, repeats, budget_s, log=print):
+def w2(n, p, floor, *, repeats, budget_s, phase_budget_s=None, log=print):
     X, y, _ = data.poisson(n, p)
     methods = [
         peers.mlejax_fit("Poisson"),
@@ -188,11 +201,12 @@ def w2(n, p, floor, *, repeats, budget_s, log=print):
         floor,
         repeats=repeats,
         budget_s=budget_s,
+        phase_budget_s=phase_budget_s,
         log=log,
     )
 
 
-def w3(n, p, floor, *, repeats, budget_s, log=print):
+def w3(n, p, floor, *, repeats, budget_s, phase_budget_s=None, log=print):
     X, y, _ = data.least_squares(n, p)
     log(f"W3: least squares  (n={n:,}, p={p})")
     methods = [
@@ -204,7 +218,15 @@ def w3(n, p, floor, *, repeats, budget_s, log=print):
         peers.sm_ols(),
         peers.sk_linear(),
     ]
-    rows = time_methods(methods, X, y, repeats=repeats, budget_s=budget_s, log=log)
+    rows = time_methods(
+        methods,
+        X,
+        y,
+        repeats=repeats,
+        budget_s=budget_s,
+        phase_budget_s=phase_budget_s,
+        log=log,
+    )
     mj = methods[0]
     check_agreement(rows, X, y, loglik.gaussian, _mlejax_ref(mj, X, y, rows), TOL)
     rows_d = [_row_dict(r) for r in rows]
