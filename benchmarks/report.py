@@ -120,8 +120,9 @@ def summary_table(res: dict) -> str:
     lines = [
         "### Summary: mlejax vs the fastest agreeing peer",
         "",
-        "| workload | mlejax s | fastest peer | peer s | ratio | × floor | compile s |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | mlejax s | fastest peer | peer s | ratio | ratio of cpu s "
+        "| × floor | compile s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for w in res["workloads"]:
         mj = next((r for r in w["rows"] if r.get("is_mlejax")), None)
@@ -131,10 +132,14 @@ def summary_table(res: dict) -> str:
             if not r.get("is_mlejax") and r.get("status") == "OK" and r.get("median_s")
         ]
         best = min(peers, key=lambda r: r["median_s"]) if peers else None
+        cpu_ratio = None
+        if mj and best and mj.get("median_cpu_s") and best.get("median_cpu_s"):
+            cpu_ratio = mj["median_cpu_s"] / best["median_cpu_s"]
         lines.append(
             f"| {w['id']} {w['title']} | {_secs(mj and mj.get('median_s'))} | "
             f"{best['method'] if best else '—'} | {_secs(best and best['median_s'])} | "
             f"{_f(mj and mj.get('ratio_to_fastest_peer'), '{:.2f}')} | "
+            f"{_f(cpu_ratio, '{:.2f}')} | "
             f"{_f(mj and mj.get('floor_multiple'), '{:.1f}')} | "
             f"{_secs(mj and mj.get('compile_s'))} |"
         )
@@ -169,3 +174,19 @@ def markdown(res: dict) -> str:
     if res.get("startup"):
         out.append(startup_table(res["startup"]))
     return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    """``python -m benchmarks.report RESULTS.json``: print the markdown again."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    for path in args:
+        with open(path) as fh:
+            print(markdown(json.load(fh)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
