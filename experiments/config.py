@@ -138,6 +138,7 @@ class RobustRegression:
     outlier_fraction: float = 0.1
     outlier_shift: float = 15.0
     student_df: float = 3.0  # df of the StudentT fit; 0 = estimate df too
+    max_iter: int = 1000  # exact LAD (Laplace) can need several hundred iterations
 
 
 #: experiment name -> its config dataclass (the table name in TOML).
@@ -205,7 +206,7 @@ def _build(cls, table, source: str, section: str):
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in table.items():
-        where = f"{source}: key '{section}.{key}'"
+        where = f"{source}: key {section}.{key}"
         if key not in names:
             allowed = ", ".join(sorted(names))
             raise ConfigError(f"{where} is unknown; allowed keys: {allowed}.")

@@ -168,7 +168,7 @@ def _family_unit(config: GradientEquivalence, key, name: str) -> dict:
 
     # random points around the truth, then the iterates of an Adam fit
     kp = fold(key, f"points/{name}")
-    pts = beta_true + 0.5 * jax.random.normal(
+    pts = beta_true[None] + 0.5 * jax.random.normal(
         kp, (config.n_points, *beta_true.shape), jnp.float64
     )
     opt = optax.adam(0.1)
