@@ -28,6 +28,30 @@ def _first_bad(mask: np.ndarray) -> str:
     return f"flat index {i}" if mask.ndim != 1 else f"index {i}"
 
 
+def require_real_dtype(name: str, a) -> None:
+    """TypeError unless ``a`` holds real numbers (bool, int or float).
+
+    Static (dtype only), so it also runs on tracers. Without it strings were
+    silently parsed as numbers and complex input died deep inside the solver.
+    """
+    if a is None:
+        return
+    try:
+        dt = getattr(a, "dtype", None)
+        dt = np.dtype(dt if dt is not None else np.asarray(a).dtype)
+    except Exception:  # ragged lists, pandas extension dtypes: judge the values
+        try:
+            dt = np.asarray(a).dtype
+        except Exception:  # let np.asarray complain later with its own message
+            return
+    if dt.kind not in "biuf":
+        raise TypeError(
+            f"{name} must be a real numeric array; got dtype {dt}. "
+            "Convert it first (e.g. np.asarray(..., dtype=float), or encode "
+            "categories as dummy columns)."
+        )
+
+
 def require_finite(name: str, a, who: str = "") -> None:
     """ValueError naming the first NaN/inf entry of ``a``."""
     a = concrete(a)

@@ -134,7 +134,7 @@ def lstsq_core(X, y, sqrt_w=None, n_refine: int = 3) -> LstsqParts:
         X = X * sqrt_w[:, None]
         y = y * sqrt_w
     d = pow2_scale(X)
-    A = X * d
+    A = X * d[None, :]
     Q, R = jnp.linalg.qr(A, mode="reduced")
 
     def solve_r(v):

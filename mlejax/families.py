@@ -291,8 +291,11 @@ class StudentT(Family):
     df: float | None = None
 
     def __post_init__(self):
-        if self.df is not None and not (self.df > 0):
-            raise ValueError(f"StudentT: df must be positive or None; got {self.df!r}.")
+        if self.df is not None and not (0 < self.df < math.inf):
+            raise ValueError(
+                f"StudentT: df must be positive and finite, or None; got {self.df!r} "
+                "(infinite df is the Gaussian family)."
+            )
 
     @property
     def extra_names(self) -> tuple[str, ...]:  # type: ignore[override]  # per-instance
@@ -302,9 +305,8 @@ class StudentT(Family):
         df = jnp.asarray(self.df, eta.dtype) if df is None else df
         z = (y - eta) / scale
         return (
-            gammaln(0.5 * (df + 1.0))
-            - gammaln(0.5 * df)
-            - 0.5 * jnp.log(df * jnp.pi)
+            _lgamma_half_step(0.5 * df)
+            - 0.5 * (jnp.log(df) + math.log(math.pi))
             - jnp.log(scale)
             - 0.5 * (df + 1.0) * jnp.log1p(z * z / df)
         )
@@ -314,6 +316,21 @@ class StudentT(Family):
         if self.df is None:
             out["df"] = jnp.asarray(10.0, out["scale"].dtype)
         return out
+
+
+def _lgamma_half_step(x: jax.Array) -> jax.Array:
+    """``lgamma(x + 1/2) - lgamma(x)``, without cancellation for large x.
+
+    The difference of two ``lgamma`` values of size ``x log x`` loses about
+    ``eps * x log x`` (1e-9 at x = 1e6, everything at x = 1e17); above x = 20 the
+    asymptotic series ``log(x)/2 - 1/(8x) + 1/(192x^3) - ...`` (five terms,
+    relative error < 1e-18 there) is used instead.
+    """
+    big = x > 20.0
+    xb = jnp.where(big, x, 20.0)  # keeps the branch not taken finite
+    w = 1.0 / (xb * xb)
+    poly = 1 / 8 - w * (1 / 192 - w * (1 / 640 - w * (17 / 14336 - w * (31 / 18432))))
+    return jnp.where(big, 0.5 * jnp.log(xb) - poly / xb, gammaln(x + 0.5) - gammaln(x))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,6 +81,9 @@ def _prepare(X, y, family, weights, offset, trials):
             f"family must be an mlejax family such as mj.families.Bernoulli(); got {family!r}."
         )
     names = _names_of(X)
+    for nm, a in (("X", X), ("y", y), ("weights", weights), ("offset", offset),
+                  ("trials", trials)):
+        _checks.require_real_dtype(nm, a)
     X = _as_array("X", X)
     if X.ndim != 2:
         raise ValueError(
@@ -102,6 +105,10 @@ def _prepare(X, y, family, weights, offset, trials):
     n, p = X.shape
     if n == 0:
         raise ValueError("the dataset is empty (n = 0 rows); nothing to fit.")
+    if p == 0:
+        raise ValueError(
+            "X has no columns (p = 0); add at least an intercept (mj.add_constant)."
+        )
     for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
         _checks.require_finite(nm, a)
     if isinstance(family, fam.Binomial) and trials is None:
@@ -197,7 +204,7 @@ def _start(family, data: objective.GLMData, p: int):
 def _quick_lstsq(X, z, w):
     """Weighted normal equations in equilibrated form (starting values only)."""
     d = closed_form.pow2_scale(X)
-    A = X * d
+    A = X * d[None, :]
     G = A.T @ (A * w[:, None])
     G = G + 1e-10 * jnp.trace(G) / G.shape[0] * jnp.eye(G.shape[0], dtype=G.dtype)
     L = jnp.linalg.cholesky(G)
@@ -295,6 +302,12 @@ def _laplace_core(family, data, tol, max_iter):
         trace0,
     )
     b, _, k, done, trace = jax.lax.while_loop(cond, body, init)
+    # Converged only with the optimality certificate of an exact LAD vertex;
+    # an IRLS stall without it is reported as not converged.
+    bv, certified = vertex(b)
+    exact = certified & (obj(bv) <= obj(b) * (1 + 1e2 * eps))
+    b = jnp.where(exact, bv, b)
+    done = exact | (scale0 == 0)
     nobs = jnp.sum(w)
     bscale = obj(b) / nobs
     xtx_inv = closed_form.lstsq_core(X, yo, jnp.sqrt(w), n_refine=0).xtx_inv
@@ -385,12 +398,15 @@ def _glm_core(family, data, solver, tol, max_iter):
 @functools.partial(jax.jit, static_argnames=("family", "solver", "max_iter"))
 def _fit_jit(X, y, weights, offset, trials, tol, *, family, solver, max_iter):
     data = objective.GLMData(X, y, weights, offset, trials)
-    if isinstance(family, fam.Gaussian):
+    if isinstance(family, fam.Gaussian) and solver == "newton":
         core = _gaussian_core(family, data)
-    elif isinstance(family, fam.Laplace):
+    elif isinstance(family, fam.Laplace) and solver == "newton":
         core = _laplace_core(family, data, tol, max_iter)
     else:
         core = _glm_core(family, data, solver, tol, max_iter)
+        if isinstance(family, fam.Gaussian):  # OLS convention: sigma^2 = RSS/(n-p)
+            nobs_ = jnp.sum(weights)
+            core["cov"] = core["cov"] * nobs_ / (nobs_ - X.shape[1])
     r_eq = core.pop("r_eq")
     nobs = jnp.sum(weights)
     k = X.shape[1] * family.eta_dim + len(family.extra_names)
@@ -406,7 +422,7 @@ def _fit_jit(X, y, weights, offset, trials, tol, *, family, solver, max_iter):
         stderr=stderr,
         family=family.name,
         solver=_solver_name(solver)
-        if not isinstance(family, fam.Gaussian | fam.Laplace)
+        if not (isinstance(family, fam.Gaussian | fam.Laplace) and solver == "newton")
         else ("qr" if isinstance(family, fam.Gaussian) else "irls-lad"),
         **core,
     )
@@ -548,8 +564,24 @@ def _separating_columns(X, y, family, weights, trials, names):
     if res.status != 0 or -res.fun <= 1e-7 * max(1.0, np.abs(A).sum() / A.shape[1]):
         return None
     b = res.x
-    names = list(names) if names is not None else [f"x{j}" for j in range(A.shape[1])]
-    return [names[j] for j in np.flatnonzero(np.abs(b) > 1e-6)]
+    # The maximiser above uses every column it can (|b_j| hits its box). Name a
+    # sparse separating direction instead: min ||b||_1 over the same cone with
+    # the separation normalised to 1 (b = u - v, u, v >= 0).
+    p = A.shape[1]
+    G = s[ineq, None] * A[ineq]
+    sparse = linprog(
+        c=np.ones(2 * p),
+        A_ub=np.vstack([-np.hstack([G, -G]), -np.hstack([G.sum(0), -G.sum(0)])[None]]),
+        b_ub=np.r_[np.zeros(G.shape[0]), -1.0],
+        A_eq=np.hstack([A[eq], -A[eq]]) if eq.any() else None,
+        b_eq=np.zeros(eq.sum()) if eq.any() else None,
+        bounds=[(0, None)] * (2 * p),
+        method="highs",
+    )
+    if sparse.status == 0:
+        b = sparse.x[:p] - sparse.x[p:]
+    names = list(names) if names is not None else [f"x{j}" for j in range(p)]
+    return [names[j] for j in np.flatnonzero(np.abs(b) > 1e-6 * np.abs(b).max())]
 
 
 def ols(X, y) -> FitResult:
