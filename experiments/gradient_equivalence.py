@@ -34,6 +34,8 @@ Config = GradientEquivalence
 
 #: true extra parameters used to simulate and held fixed in the NLL
 SCALES = {"Gaussian": 1.5, "Laplace": 0.8}
+#: estimates closer than this count as "the same" in the report
+SAME_ESTIMATES_ATOL = 1e-6
 TORCH_SNIPPETS = {"torch_mse": "Gaussian", "torch_bce": "Bernoulli"}
 
 
@@ -317,9 +319,12 @@ def summarize(config: GradientEquivalence, unit_results: dict) -> dict:
         )
         worst = max(x["max_rel_grad_dev"] for x in r["rows"])
         impls = sorted({x["implementation"] for x in r["rows"]})
+        same = r["estimate_max_abs_diff"] <= SAME_ESTIMATES_ATOL
+        verdict = "gave the same" if same else "did NOT give the same"
         claims.append(
-            f"{r['family']}: the MLE and the minimiser of `{r['loss']}` gave the same "
-            f"estimates (max |diff| {r['estimate_max_abs_diff']:.2e}); "
+            f"{r['family']}: the MLE and the minimiser of `{r['loss']}` {verdict} "
+            f"estimates (max |diff| {r['estimate_max_abs_diff']:.2e}, MLE "
+            f"converged={r['mle_converged']}); "
             f"grad NLL = a n grad loss with a = {r['a']:.6g} for "
             f"{', '.join(impls)} (max relative gradient deviation {worst:.2e} at "
             f"random points and along a fit)."
