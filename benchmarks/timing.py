@@ -4,7 +4,8 @@ Methods run in turn within each repeat, and the order alternates (forward on
 even repeats, reversed on odd ones) so that no method always follows the same
 neighbour (cache, allocator and CPU-frequency effects are shared out). Each
 method's first call is made before the repeats and reported apart: for mlejax
-it includes tracing and XLA compilation, so ``compile ~= first - median``.
+it includes tracing and XLA compilation, so
+``compile ~= first call - fastest steady-state call``.
 
 A peer whose predicted full-size call exceeds ``budget_s`` is timed on the
 first ``n_sub`` rows instead and its time is scaled by ``n / n_sub``
@@ -58,7 +59,7 @@ class Row:
     def compile_s(self) -> float | None:
         if not self.is_mlejax or self.first_s is None or not self.times:
             return None
-        return max(self.first_s - statistics.median(self.times), 0.0)
+        return max(self.first_s - min(self.times), 0.0)
 
 
 def _call(method: Method, X, y, cpu: list | None = None) -> tuple[float, Outcome]:
