@@ -213,9 +213,15 @@ def cancellation_floor(fam, y, eta, extra):
         return np.abs(y - eta) / kw["scale"] + np.abs(np.log(2 * kw["scale"]))
     if name == "StudentT":
         df, z = kw["df"], (y - eta) / kw["scale"]
+        # lgamma((df+1)/2) - lgamma(df/2): a difference of lgammas for small df,
+        # an asymptotic series ~ log(df/2)/2 (no cancellation) for large df
+        lgamma_ratio = np.where(
+            df > 40,
+            np.abs(np.log(df / 2)) / 2,
+            np.abs(gammaln((df + 1) / 2)) + np.abs(gammaln(df / 2)),
+        )
         return (
-            np.abs(gammaln((df + 1) / 2))
-            + np.abs(gammaln(df / 2))
+            lgamma_ratio
             + np.abs(np.log(df * np.pi * kw["scale"] ** 2))
             + (df + 1) / 2 * np.log1p(z * z / df)
         )
@@ -442,6 +448,13 @@ FAR_TAILS = {
         F.StudentT(), [1e100, -1e50, 1e6], [0.0, 30.0, -30.0], scale=2.0, df=2.5
     ),
     "StudentT_df3": _case(F.StudentT(df=3.0), [1e100, 1e6], [0.0, -30.0], scale=0.5),
+    # huge df: lgamma((df+1)/2) - lgamma(df/2) must not cancel
+    "StudentT_df1e8": _case(
+        F.StudentT(), [0.3, 5.0, -40.0], [0.0, 1.0, 2.0], scale=1.5, df=1e8
+    ),
+    "StudentT_df1e15": _case(
+        F.StudentT(df=1e15), [0.3, 5.0, -40.0], [0.0, 1.0, 2.0], scale=1.5
+    ),
     "Gamma": _case(F.Gamma(), [1e10, 1e-10, 1e6], [-30.0, 30.0, 30.0], shape=4.0),
     "NegativeBinomial": _case(
         F.NegativeBinomial(),
