@@ -63,18 +63,6 @@ def test_first_order_solvers_reach_closed_form_ols(solver):
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", SGD], ids=["lbfgs", "optax-sgd"])
-def test_first_order_solvers_reach_closed_form_ols(solver):
-    X, y = _ols_problem()
-    ref = mj.ols(X, y)
-    init = {"beta": jnp.zeros(3), "log_sigma": jnp.asarray(0.0)}
-    res = mj.fit_likelihood(_gauss_loglik, init, X, y, solver=solver, max_iter=500)
-    assert bool(res.converged), res.reason
-    assert rel(res.params["beta"], ref.params) < 1e-8
-    assert rel(jnp.exp(res.params["log_sigma"]), ref.extra["scale"]) < 1e-8
-    assert rel(res.loglik, ref.loglik) < 1e-12
-
-
-@pytest.mark.parametrize("solver", ["lbfgs", SGD], ids=["lbfgs", "optax-sgd"])
 def test_gaussian_fit_honours_the_solver_argument(solver):
     X, y = _ols_problem()
     out = jax.eval_shape(lambda a, b: mj.fit(a, b, F.Gaussian(), solver=solver), X, y)
