@@ -238,19 +238,15 @@ def _lad_linprog(X, y):
     return out.x[:p]
 
 
-_LAD_BUG = pytest.mark.xfail(
-    strict=False,
-    reason="engine bug: fit._laplace_core reports converged=True when IRLS merely "
-    "stalls (delta <= eps*scale0 and no objective change) without the vertex "
-    "certificate; the returned LAD objective is above the LP optimum",
+# statsmodels' QuantReg IRLS may stop at its iteration cap (approximate anyway)
+@pytest.mark.filterwarnings(
+    "ignore::statsmodels.tools.sm_exceptions.IterationLimitWarning"
 )
-
-
 @pytest.mark.parametrize(
     "seed, n",
     [
-        pytest.param(5, 201, marks=_LAD_BUG),
-        pytest.param(6, 51, marks=_LAD_BUG),
+        (5, 201),
+        (6, 51),
         (7, 201),
         (5, 51),
     ],

@@ -38,13 +38,6 @@ ALL = [
 SUBSET = {"Poisson", "Categorical", "Gamma"}
 
 
-# engine regression (c4889a9): Laplace fit not certified on this problem (see
-# tests/test_properties.py); with filterwarnings=error the ConvergenceWarning raises.
-LAD_XFAIL = pytest.mark.xfail(
-    strict=True, raises=mj.ConvergenceWarning, reason="Laplace fit not certified"
-)
-
-
 def _cases():
     for name in ALL:
         for solver in ("newton", "lbfgs", "adam"):
@@ -55,7 +48,7 @@ def _cases():
                 id=f"{name}-{solver}",
                 marks=pytest.mark.skip(reason="MLEJAX_FULL_FLOAT32=1 runs it")
                 if skip
-                else (LAD_XFAIL if name == "Laplace" else ()),
+                else (),
             )
 
 

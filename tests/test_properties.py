@@ -39,16 +39,7 @@ def _same_fit(a, b, rtol=1e-8, atol=1e-10):
         _close(a.extra[k], b.extra[k], rtol, atol)
 
 
-# engine regression (c4889a9): the exact-LAD certificate is not reached on this
-# ordinary 20 x 3 Laplace problem; the fit stops after 18 IRLS steps with
-# converged=False and a misleading "max_iter reached" (max_iter is 100).
-LAD_XFAIL = pytest.mark.xfail(
-    strict=True, raises=mj.ConvergenceWarning, reason="Laplace fit not certified"
-)
-LAPLACE = pytest.param("Laplace", marks=LAD_XFAIL)
-
-
-FAMS = ["Gaussian", "Bernoulli", "Categorical", "Poisson", LAPLACE, "Gamma"]
+FAMS = ["Gaussian", "Bernoulli", "Categorical", "Poisson", "Laplace", "Gamma"]
 
 
 @pytest.mark.parametrize("name", FAMS)
@@ -150,7 +141,7 @@ ALL = [
     "Binomial",
     "Categorical",
     "Poisson",
-    LAPLACE,
+    "Laplace",
     "StudentT",
     "Gamma",
     "NegativeBinomial",
