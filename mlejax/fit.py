@@ -257,7 +257,8 @@ def _laplace_core(family, data, tol, max_iter):
     certificate ``|v_i| <= w_i``, ``X_S' v = -sum_{i not in S} w_i sign(r_i)
     x_i``. ``converged`` means that certificate holds; the pivot cap is
     ``max_iter + 10 p`` (static). ``n_iter`` counts IRLS steps plus pivots;
-    ``trace`` holds the IRLS objectives then the final one. ``tol`` is not
+    ``trace`` holds the mean NLL (at the final scale) of the least-squares
+    start, of each IRLS step, then of the final vertex. ``tol`` is not
     used (the end point is an exact vertex). scale ``b = sum_i w_i |r_i| /
     sum_i w_i`` (its MLE); ``cov = b^2 (X'WX)^{-1}``.
     """
@@ -312,7 +313,9 @@ def _laplace_core(family, data, tol, max_iter):
         n_iter=k + jnp.where(exact_fit, 0, out.n_pivots),
         converged=done,
         status=jnp.where(done, 0, 1),
-        trace=trace / nobs + jnp.log(2.0 * bscale),
+        # mean NLL per iterate at the final scale (its last entry is -loglik/nobs)
+        trace=trace / (nobs * jnp.where(bscale > 0, bscale, 1.0))
+        + jnp.log(2.0 * bscale),
         r_eq=None,
     )
 
