@@ -12,10 +12,11 @@
 Tall designs (``n >= TALL_MIN_ROWS`` and ``n >= TALL_MIN_RATIO * p``, a static
 choice by shape) take a faster path with the same accuracy target: the Gram
 matrix of the equilibrated design in one blocked pass, its Cholesky factor,
-then corrected semi-normal equations, refined in working precision while that
-is provably (by an error estimate) good to ``TALL_REL_TOL`` and with Dot2
-residuals otherwise; designs too ill-conditioned for the Cholesky factor hand
-over to the Householder path at run time (``lax.cond``). See :func:`_tall_lstsq`.
+then corrected semi-normal equations, refined in working precision while an
+error estimate says that is good to ``TALL_REL_TOL`` and with Dot2 residuals
+otherwise; designs too ill-conditioned for the Cholesky factor take ``R`` from
+a Householder QR instead (decided at run time by ``lax.cond``). See
+:func:`_tall_lstsq`.
 
 Rank is judged scale-free on the equilibrated factor ``R``: a badly scaled but
 full-rank design is accepted, a numerically rank-deficient one (``|R_kk| <
@@ -46,9 +47,9 @@ RANK_RTOL = 1e-11
 
 #: ``LstsqParts.route``: Householder QR (chosen by shape); the tall path with
 #: working-precision sweeps only; the tall path that also needed the accurate
-#: sweeps; the tall path handing over to Householder QR at run time (too
-#: ill-conditioned for the Cholesky factor of the Gram).
-ROUTE_HOUSEHOLDER, ROUTE_TALL, ROUTE_TALL_ACCURATE, ROUTE_FALLBACK = 0, 1, 2, 3
+#: sweeps; the tall path with ``R`` from a Householder QR (decided at run time:
+#: too ill-conditioned for the Cholesky factor of the Gram).
+ROUTE_HOUSEHOLDER, ROUTE_TALL, ROUTE_TALL_ACCURATE, ROUTE_TALL_QR = 0, 1, 2, 3
 
 
 class LstsqParts(NamedTuple):
@@ -219,10 +220,13 @@ def _finish(z, d, r, r_inv, R, route):
 TALL_MIN_ROWS = 4096
 TALL_MIN_RATIO = 8
 #: the Cholesky factor of the equilibrated Gram is used only when
-#: ``cond_F(R)^2 * eps`` is at most this (each refinement sweep then shrinks
-#: the error by about that factor); otherwise the Householder path runs
-#: instead, at run time (``LstsqParts.route == ROUTE_FALLBACK``).
+#: ``cond_2(R)^2 * eps`` is at most this (each refinement sweep then shrinks
+#: the error by about that factor); otherwise ``R`` comes from a Householder
+#: QR of the design, decided at run time (``LstsqParts.route == ROUTE_TALL_QR``).
 TALL_MAX_KAPPA2_EPS = 1e-3
+#: above this ``kappa^2 eps`` a second Gram pass (CholQR2) improves ``R``, so
+#: that ``(X'X)^{-1}`` (standard errors) is good to ~kappa eps, not kappa^2 eps
+TALL_COV_KAPPA2_EPS = 1e-12
 #: accuracy asked of every coefficient on the tall path (float64; scaled by
 #: eps for float32), relative to the larger of the coefficient and its standard
 #: error: when the estimated rounding error of the working-precision sweeps is
@@ -343,16 +347,20 @@ def _tall_lstsq(X, y, sqrt_w, n_refine: int) -> LstsqParts:
     1. One pass: ``G = A'A``, ``A'y``, ``y'y`` of the weighted design ``A``.
     2. Exact power-of-two equilibration (``d G d`` is the Gram of the
        equilibrated design bit for bit), Cholesky ``G_eq = R'R``.
-    3. If ``G`` is not finite, the Cholesky failed or ``kappa = ||R||_F
-       ||R^{-1}||_F`` has ``kappa^2 eps > TALL_MAX_KAPPA2_EPS``, the
-       Householder path runs instead (``lax.cond``; ``route`` says so). Its
-       Björck refinement applies ``Q'``, whose rounding errors are amplified
-       by ``kappa``; the semi-normal equations amplify them by ``kappa^2``,
-       which even Dot2 residuals cannot afford for ``kappa`` above ~1e8.
-    4. Otherwise corrected semi-normal equations: start from ``R'R z = A'y``;
-       each sweep is one pass computing ``r = y - A z`` and ``A'r`` while the
-       block is in cache, then ``z += R^{-1} R^{-T} A'r``, until the correction
-       reaches rounding level or stops shrinking.
+    3. If ``G`` is not finite, the Cholesky failed or ``kappa = cond_2(R)``
+       has ``kappa^2 eps > TALL_MAX_KAPPA2_EPS``, ``R`` comes from a
+       Householder QR of ``[A y]`` instead (``lax.cond``; an ``n x p`` copy;
+       the last column gives the usual QR solution as the start) and the
+       accurate sweeps of step 5 follow. They converge for ``kappa eps << 1``
+       and reach a relative error ~``kappa^2 eps^2`` (semi-normal equations
+       square the condition number: ~1e-13 at ``kappa`` = 1e9, where the
+       Householder path's ``Q``-based refinement keeps ~1e-16).
+    4. Otherwise, if ``kappa^2 eps > TALL_COV_KAPPA2_EPS``, a second pass
+       improves ``R`` (CholQR2, see ``second_pass``); then corrected
+       semi-normal equations: start from ``R'R z = A'y``; each sweep is one
+       pass computing ``r = y - A z`` and ``A'r`` while the block is in cache,
+       then ``z += R^{-1} R^{-T} A'r``, until the correction reaches rounding
+       level or stops shrinking.
     5. The rounding error those working-precision sweeps leave in ``z`` is
        estimated from ``G``, ``y'y`` and the RSS; if it could exceed
        ``TALL_REL_TOL`` of some coefficient (or of its standard error, if
@@ -394,11 +402,10 @@ def _tall_lstsq(X, y, sqrt_w, n_refine: int) -> LstsqParts:
     Geq = G * d[:, None] * d[None, :]
     R_chol = jnp.linalg.cholesky(jnp.where(good, Geq, eye)).T
     inv_chol = solve_triangular(R_chol, eye, lower=False)
-    kappa = jnp.linalg.norm(R_chol) * jnp.linalg.norm(inv_chol)
-    use_chol = good & jnp.isfinite(kappa) & (kappa * kappa * eps <= TALL_MAX_KAPPA2_EPS)
-
-    def solve_rr(v):  # (R'R)^{-1} v by the explicit inverse: matmuls compile fast
-        return inv_chol @ (inv_chol.T @ v)
+    sv = jnp.linalg.svd(jnp.where(jnp.isfinite(R_chol), R_chol, 0.0), compute_uv=False)
+    kappa = sv[0] / sv[-1]  # 2-norm condition number of the equilibrated design
+    kappa = jnp.where(jnp.all(jnp.isfinite(R_chol)), kappa, jnp.inf)
+    use_chol = good & (kappa * kappa * eps <= TALL_MAX_KAPPA2_EPS)
 
     def fast_sweep(z):
         """Residual ``r = y - A z`` and ``A'r`` in working precision (one pass)."""
@@ -441,19 +448,19 @@ def _tall_lstsq(X, y, sqrt_w, n_refine: int) -> LstsqParts:
         r, gs, ge, s, e = _fold_rows(step, init, arrays, _block_rows(n, p, 2**16))
         return r, gs + ge, s + e
 
-    def refine(sweep, z, r, rss, max_sweeps, componentwise=False):
+    def refine(sweep, R, inv, z, r, rss, max_sweeps, componentwise=False):
         def cond(c):
             return (c[0] < max_sweeps) & ~c[-1]
 
         def body(c):
             k, z, prev, _, _, _, _ = c
             r, g, rss = sweep(z)
-            dz = solve_rr(g * d)
+            dz = inv @ (inv.T @ (g * d))  # (R'R)^{-1} A'r, equilibrated
             size = jnp.max(jnp.abs(dz))
             take = size <= prev
             z = jnp.where(take, z + dz, z)
             # RSS at z + dz without another sweep: ||r - A dz||^2 = ||r||^2 - ||R dz||^2
-            rss = jnp.where(take, rss - jnp.sum((R_chol @ dz) ** 2), rss)
+            rss = jnp.where(take, rss - jnp.sum((R @ dz) ** 2), rss)
             if componentwise:  # every coefficient settled
                 done = jnp.all(jnp.abs(dz) <= eps * jnp.abs(z))
             else:  # settled relative to the largest
@@ -465,41 +472,87 @@ def _tall_lstsq(X, y, sqrt_w, n_refine: int) -> LstsqParts:
         _, z, _, r, rss, last, _ = lax.while_loop(cond, body, init)
         return z, r, rss, last
 
-    def tall(_):
-        z, r, rss, last = refine(
-            fast_sweep, solve_rr(Ay * d), jnp.zeros(n, dt), zero, n_refine + 2
+    def second_pass(_):
+        """CholQR2: ``R = R2 R1`` with ``R2`` from the Gram of ``A R1^{-1}``.
+
+        ``R1'R1`` is the computed Gram, off by ~eps ||A||^2 in any direction,
+        so ``R1^{-1} R1^{-T}`` is only good to ~kappa^2 eps. ``A R1^{-1}`` is
+        well conditioned, so ``R2 R1`` is as good as a Householder ``R`` (a
+        backward-stable factor, ``(R'R)^{-1}`` good to ~kappa eps) and the
+        refinement contracts by ~kappa eps instead of ~kappa^2 eps a sweep.
+        """
+        m1 = d[:, None] * inv_chol
+
+        def step(c, start, valid, Xb, yb, swb=None):
+            Ab, _ = _block_inputs(Xb, yb, swb, valid)
+            B = Ab @ m1
+            return c + lax.dot_general(B, B, (((0,), (0,)), ((), ())))
+
+        G2 = _fold_rows(step, jnp.zeros((p, p), dt), arrays, block)
+        R2 = jnp.linalg.cholesky(G2).T
+        inv2 = solve_triangular(R2, eye, lower=False)
+        R, inv = R2 @ R_chol, inv_chol @ inv2
+        ok = jnp.all(jnp.isfinite(inv))
+        return jnp.where(ok, R, R_chol), jnp.where(ok, inv, inv_chol)
+
+    def cholesky_start(_):
+        R, inv = lax.cond(
+            kappa * kappa * eps > TALL_COV_KAPPA2_EPS,
+            second_pass,
+            lambda _: (R_chol, inv_chol),
+            None,
         )
-        h_inv = inv_chol @ inv_chol.T
+        z0 = inv @ (inv.T @ (Ay * d))
+        z, r, rss, last = refine(
+            fast_sweep, R, inv, z0, jnp.zeros(n, dt), zero, n_refine + 2
+        )
         if n_refine == 0:  # a factorisation is all that was asked for
-            rough = jnp.asarray(False)
+            return R, inv, z, r, rss, jnp.asarray(False)
+        # Expected size of the error that rounding in the sweeps leaves in z
+        # (equilibrated units; it overestimated the actual one 5-300x in the
+        # tests): r_i = y_i - a_i z rounds by ~eps (|y_i| + ||a_i|| ||z||),
+        # which moves z_j by eps sqrt(h_jj mean(...)); A'r summed over blocks
+        # of m rows rounds by ~eps sqrt(m/2) ||a_j o r||, moving z by h times that.
+        h_inv = inv @ inv.T
+        hd = jnp.diag(h_inv)
+        ms = 2.0 * (yy + jnp.trace(Geq) * jnp.sum(z * z)) / n_eff
+        e1 = eps * jnp.sqrt(hd * ms)
+        hh = (h_inv * h_inv) @ jnp.diag(Geq)
+        e2 = eps * jnp.sqrt((block / 2) * hh * rss / n_eff)
+        se = jnp.sqrt(hd * rss / jnp.maximum(n_eff - p, 1.0))
+        tol = TALL_REL_TOL * (eps / np.finfo(np.float64).eps)  # scaled for float32
+        rough = jnp.any(e1 + e2 + last > tol * jnp.maximum(jnp.abs(z), se))
+        return R, inv, z, r, rss, rough
+
+    def qr_start(_):
+        # R from Householder QR of [A y] (an n x (p+1) copy): its last column
+        # gives the usual QR solution, a good start for the accurate sweeps.
+        Ab, yb = _block_inputs(X, y, sqrt_w, None)
+        Rf = jnp.linalg.qr(
+            jnp.concatenate([Ab * d[None, :], yb[:, None]], axis=1), mode="r"
+        )
+        R = Rf[:p, :p]
+        inv = solve_triangular(R, eye, lower=False)
+        z = inv @ Rf[:p, p]
+        if n_refine == 0:  # no accurate sweeps: one for the residual
+            r, _, rss = fast_sweep(z)
         else:
-            # Expected size of the error that rounding in the sweeps leaves in
-            # z (equilibrated units; it overestimated the actual one 5-300x in
-            # the tests): r_i = y_i - a_i z rounds by ~eps (|y_i| + ||a_i|| ||z||),
-            # which moves z_j by eps sqrt(h_jj mean(...)); A'r summed over blocks
-            # of m rows rounds by ~eps sqrt(m/2) ||a_j o r||, moving z by h times that.
-            hd = jnp.diag(h_inv)
-            ms = 2.0 * (yy + jnp.trace(Geq) * jnp.sum(z * z)) / n_eff
-            e1 = eps * jnp.sqrt(hd * ms)
-            hh = (h_inv * h_inv) @ jnp.diag(Geq)
-            e2 = eps * jnp.sqrt((block / 2) * hh * rss / n_eff)
-            se = jnp.sqrt(hd * rss / jnp.maximum(n_eff - p, 1.0))
-            tol = TALL_REL_TOL * (eps / np.finfo(np.float64).eps)  # scaled for float32
-            rough = jnp.any(e1 + e2 + last > tol * jnp.maximum(jnp.abs(z), se))
+            r, rss = jnp.zeros(n, dt), Rf[p, p] ** 2
+        return R, inv, z, r, rss, jnp.asarray(n_refine > 0)
+
+    R, inv, z, r, rss, rough = lax.cond(use_chol, cholesky_start, qr_start, None)
+    if n_refine > 0:
 
         def accurate(_):
-            return refine(acc_sweep, z, r, rss, TALL_MAX_ACC_SWEEPS, True)[:3]
+            out = refine(acc_sweep, R, inv, z, r, rss, TALL_MAX_ACC_SWEEPS, True)
+            return out[:3]
 
         z, r, rss = lax.cond(rough, accurate, lambda _: (z, r, rss), None)
-        xtx_inv = (d[:, None] * h_inv) * d[None, :]
-        route = jnp.where(rough, ROUTE_TALL_ACCURATE, ROUTE_TALL)
-        return LstsqParts(z * d, r, rss, xtx_inv, R_chol, route)
-
-    def householder(_):
-        parts = _householder_lstsq(X, y, sqrt_w, n_refine)
-        return parts._replace(route=jnp.asarray(ROUTE_FALLBACK))
-
-    return lax.cond(use_chol, tall, householder, None)
+    route = jnp.where(
+        use_chol, jnp.where(rough, ROUTE_TALL_ACCURATE, ROUTE_TALL), ROUTE_TALL_QR
+    )
+    xtx_inv = (d[:, None] * (inv @ inv.T)) * d[None, :]
+    return LstsqParts(z * d, r, rss, xtx_inv, R, route)
 
 
 def lstsq_core(
@@ -508,9 +561,10 @@ def lstsq_core(
     """Jittable accurate least squares of ``sqrt_w*y`` on ``sqrt_w*X``.
 
     ``method`` (static): ``"householder"`` (any shape), ``"tall"`` (Gram +
-    Cholesky + refinement, falling back to Householder at run time when the
-    equilibrated design is too ill-conditioned), or ``"auto"``: ``"tall"`` when
-    ``n >= TALL_MIN_ROWS`` and ``n >= TALL_MIN_RATIO * p``.
+    Cholesky + refinement; ``R`` from a Householder QR instead, at run time,
+    when the equilibrated design is too ill-conditioned for that), or
+    ``"auto"``: ``"tall"`` when ``n >= TALL_MIN_ROWS`` and
+    ``n >= TALL_MIN_RATIO * p``.
     """
     n, p = X.shape
     if method == "auto":
