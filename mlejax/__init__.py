@@ -30,6 +30,35 @@ from mlejax.result import FitResult
 __version__ = "0.1.0"
 
 
+def _enable_compilation_cache() -> None:
+    """Persist compiled fits across processes (the second run compiles nothing).
+
+    mlejax points JAX's persistent compilation cache at
+    ``$MLEJAX_COMPILATION_CACHE`` (default ``~/.cache/mlejax/jax``) unless the
+    caller already configured one; set ``MLEJAX_COMPILATION_CACHE=0`` to turn
+    this off.
+    """
+    import os
+
+    path = os.environ.get("MLEJAX_COMPILATION_CACHE")
+    if path in ("0", "", "off", "false") or jax.config.jax_compilation_cache_dir:
+        return
+    if path is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache"
+        )
+        path = os.path.join(base, "mlejax", "jax")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_enable_compilation_cache()
+
+
 def enable_x64(enable: bool = True) -> None:
     """Turn on (or off) float64 computation in JAX (``jax_enable_x64``).
 

@@ -167,6 +167,11 @@ class Bernoulli(Family):
     def _log_prob(self, y, eta):
         return -y * jax.nn.softplus(-eta) - (1.0 - y) * jax.nn.softplus(eta)
 
+    def _nll_derivs(self, y, eta):
+        """First and second derivative of ``-log p`` in ``eta`` (canonical link)."""
+        mu = jax.nn.sigmoid(eta)
+        return mu - y, mu * (1.0 - mu)
+
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
 
@@ -193,7 +198,11 @@ class Binomial(Family):
             import numpy as np
 
             if not (np.all(np.floor(t) == t) and np.all(t >= 0)):
-                raise ValueError("Binomial: trials must be non-negative integers.")
+                bad = np.flatnonzero(~((np.floor(t) == t) & (t >= 0)))[0]
+                raise ValueError(
+                    "Binomial: trials must be non-negative integers; "
+                    f"trials[{bad}] = {t.flat[bad]!r}."
+                )
         _checks.require_support(self.name, y, "bounded_count", upper=trials)
 
     def _log_prob(self, y, eta, trials):
@@ -202,6 +211,10 @@ class Binomial(Family):
         return (
             log_comb - y * jax.nn.softplus(-eta) - (trials - y) * jax.nn.softplus(eta)
         )
+
+    def _nll_derivs(self, y, eta, trials):
+        mu = jax.nn.sigmoid(eta)
+        return trials * mu - y, trials * mu * (1.0 - mu)
 
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
@@ -258,6 +271,10 @@ class Poisson(Family):
 
     def _log_prob(self, y, eta):
         return y * eta - jnp.exp(eta) - gammaln(y + 1.0)
+
+    def _nll_derivs(self, y, eta):
+        mu = jnp.exp(eta)
+        return mu - y, mu
 
     def mean(self, eta):
         return jnp.exp(eta)

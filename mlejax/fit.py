@@ -16,6 +16,7 @@ from mlejax import _checks, closed_form, inference, objective
 from mlejax import families as fam
 from mlejax.result import FitResult
 from mlejax.solvers import lbfgs, newton, optax_loop
+from mlejax.solvers.glm_newton import glm_newton
 
 __all__ = [
     "fit",
@@ -147,13 +148,11 @@ def _prepare(X, y, family, weights, offset, trials):
 
 def _check_rank(Xc: np.ndarray, names) -> None:
     """Scale-free rank check (pivoted QR after column equilibration), host side."""
-    import scipy.linalg
-
     Xc = np.asarray(Xc, np.float64)
     p = Xc.shape[1]
     if Xc.shape[0] < p:
         return
-    R = scipy.linalg.qr(Xc, mode="r")[0][:p]
+    R = np.linalg.qr(Xc, mode="r")[:p]
     cols = closed_form.collinear_columns(R, names)
     if cols is not None:
         raise closed_form.rank_error(cols, p)
@@ -179,6 +178,16 @@ def _check_solver(solver, family):
             "solver must be 'newton', 'lbfgs' or an optax.GradientTransformation; "
             f"got {type(solver).__name__}."
         )
+
+
+def _check_tol_max_iter(tol, max_iter) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer):
+        raise TypeError(f"max_iter must be an int (static); got {max_iter!r}.")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
+    t = _checks.concrete(tol)
+    if t is not None and (np.ndim(t) != 0 or not np.isfinite(t) or t <= 0):
+        raise ValueError(f"tol must be a positive finite scalar; got {tol!r}.")
 
 
 def _start(family, data: objective.GLMData, p: int):
@@ -320,50 +329,92 @@ def _laplace_core(family, data, tol, max_iter):
     )
 
 
+#: Newton on a strided subsample first when n is at least this large
+SUBSAMPLE_MIN_ROWS = 131_072
+#: rows of that subsample (about)
+SUBSAMPLE_ROWS = 32_768
+
+
+def _subsample_start(family, data, theta0, convex, project):
+    """Warm start from the MLE on every k-th row (static k), if it is sound.
+
+    Newton then needs about two full-data Hessians instead of five or more.
+    The subsample fit is rejected (``theta0`` kept) if it did not converge,
+    is not finite, or predicts some subsample row perfectly (a separated
+    subsample says nothing about the full data).
+    """
+    X, y, w, offset, trials = data
+    k = X.shape[0] // SUBSAMPLE_ROWS
+    sub = objective.GLMData(
+        X[::k], y[::k], w[::k], offset[::k], None if trials is None else trials[::k]
+    )
+    obj = objective.make_glm(family, sub, log_extra=True)
+    out = glm_newton(
+        obj, theta0, tol=1e-6, max_iter=30, convex=convex, project=project
+    )
+    ok = out.converged & jnp.all(jnp.isfinite(out.x))
+    if isinstance(family, _DISCRETE):
+        beta, extra = obj.unpack(out.x)
+        eta = sub.X @ beta + (sub.offset[:, None] if family.eta_has_axis else sub.offset)
+        kw = dict(extra)
+        if trials is not None:
+            kw["trials"] = sub.trials
+        logp = family._log_prob(sub.y, eta, **kw)
+        ok = ok & ~jnp.any((sub.weights > 0) & (logp > -SEPARATION_TOL))
+    return jnp.where(ok, out.x, theta0)
+
+
+def _natural_hessian(H, g, theta, nb, q):
+    """Hessian in ``(beta, e)`` from the one in ``(beta, u = log e)`` (exact)."""
+    if not q:
+        return H
+    e = jnp.exp(theta[nb:])
+    J = jnp.concatenate([jnp.ones(nb, H.dtype), 1.0 / e])
+    Hn = H * J[:, None] * J[None, :]
+    corr = jnp.concatenate([jnp.zeros(nb, H.dtype), g[nb:] / e**2])
+    return Hn - jnp.diag(corr)
+
+
 def _glm_core(family, data, solver, tol, max_iter):
     X, y, w, offset, trials = data
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
-    nobs = jnp.sum(w)
-    obj = objective.make(family, data, log_extra=True)
+    obj = objective.make_glm(family, data, log_extra=True)
     theta0 = _start(family, data, p)
     project = None
     if isinstance(family, fam.StudentT) and family.df is None:
         cap = math.log(STUDENT_T_DF_MAX)
         project = lambda th: th.at[-1].set(jnp.minimum(th[-1], cap))  # noqa: E731
+    convex = isinstance(family, _CONVEX)
+    nobs = jnp.sum(w)
     if solver == "newton":
-        out = newton(
-            obj.value,
-            obj.value_grad_hess,
-            theta0,
-            tol=tol,
-            max_iter=max_iter,
-            convex=isinstance(family, _CONVEX),
-            project=project,
+        if n >= SUBSAMPLE_MIN_ROWS:
+            theta0 = _subsample_start(family, data, theta0, convex, project)
+        out = glm_newton(
+            obj, theta0, tol=tol, max_iter=max_iter, convex=convex, project=project
         )
         trace = out.trace
+        info = _natural_hessian(out.H, out.g, out.x, nb, q)
     else:
         # First-order solvers work on the mean NLL, so learning rates do not scale with n.
-        mean_nll = lambda th: obj.value(th) / nobs  # noqa: E731
+        value = objective.make(family, data, log_extra=True).value
+        mean_nll = lambda th: value(th) / nobs  # noqa: E731
         if solver == "lbfgs":
             out = lbfgs(mean_nll, theta0, tol=tol, max_iter=max_iter)
         else:
             out = optax_loop(mean_nll, theta0, solver, tol=tol, max_iter=max_iter)
         trace = out.trace * nobs
+        _, g_, H_, _ = obj.evaluate(out.x, True)
+        info = _natural_hessian(H_, g_, out.x, nb, q)
     theta = out.x
     status, converged = out.status, out.converged
-    # Inference at the MLE on the natural scale of the extra parameters.
     beta, extra = obj.unpack(theta)
-    theta_nat = (
-        jnp.concatenate([theta[:nb], jnp.stack(list(extra.values()))]) if q else theta
-    )
-    _, _, info = objective.make(family, data, log_extra=False).value_grad_hess(
-        theta_nat
-    )
     cov_full = inference.inverse_information(info)
     se_full = jnp.sqrt(jnp.diag(cov_full))
+    # The reported log-likelihood from a fresh X @ beta (one pass).
+    eta = X @ beta + (offset[:, None] if family.eta_has_axis else offset)
+    loglik = -obj.value_at(eta, theta)
     if isinstance(family, _DISCRETE):
-        eta = obj.eta(beta)
         kw = dict(extra)
         if trials is not None:
             kw["trials"] = trials
@@ -380,7 +431,7 @@ def _glm_core(family, data, solver, tol, max_iter):
         extra=extra,
         extra_stderr={k: se_full[nb + i] for i, k in enumerate(family.extra_names)},
         cov=cov_full[:nb, :nb],
-        loglik=-obj.value(theta),
+        loglik=loglik,
         n_iter=out.n_iter,
         converged=converged,
         status=status,
@@ -463,6 +514,7 @@ def fit(
         weights, more parameters than observations, a rank-deficient X.
     """
     _check_solver(solver, family)
+    _check_tol_max_iter(tol, max_iter)
     X, y, weights, offset, trials, names = _prepare(
         X, y, family, weights, offset, trials
     )
@@ -668,6 +720,7 @@ def fit_likelihood(
     0.5
     """
     _check_solver(solver, None)
+    _check_tol_max_iter(tol, max_iter)
     flat0, _ = ravel_pytree(init_params)
     if n_obs is None:
         n_obs = int(np.shape(data[0])[0]) if data and np.ndim(data[0]) > 0 else 1

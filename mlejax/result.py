@@ -8,7 +8,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 from mlejax.solvers import STATUS
 
@@ -75,6 +74,8 @@ class FitResult:
         if params.ndim != 1:
             raise ValueError("summary() is for a single (unbatched) fit.")
         names = self._row_names(len(params))
+        from scipy import stats  # lazily: scipy.stats costs ~1 s at import
+
         zq = stats.norm.ppf(1 - alpha / 2)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = params / se

@@ -75,8 +75,10 @@ def test_float32_fit_matches_float64(glm_problems, name, solver):
     assert np.all(np.abs(np.asarray(res.params) - b64) <= 5e-3 * (np.abs(b64) + 0.1))
     np.testing.assert_allclose(res.stderr, ref.stderr, rtol=1e-2)
     np.testing.assert_allclose(res.loglik, ref.loglik, rtol=1e-4)
+    # A weakly identified extra (NB alpha ~0.03 on 20 rows) moves the float32
+    # NLL (~30, rounding 4e-6) by less than its rounding across +-5%.
     for k in ref.extra:
-        np.testing.assert_allclose(res.extra[k], ref.extra[k], rtol=2e-2)
+        np.testing.assert_allclose(res.extra[k], ref.extra[k], rtol=1e-1)
 
 
 _SCRIPT = textwrap.dedent(

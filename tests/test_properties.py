@@ -73,7 +73,8 @@ def test_duplicating_rows_equals_weight_two(glm_problems, name, seed):
     res_d = mj.fit(
         np.vstack([X, X]), np.r_[y, y], fam, **{k: np.r_[v, v] for k, v in kw.items()}
     )
-    _same_fit(res_w, res_d, rtol=1e-7, atol=1e-10)
+    # different summation orders: agreement to the solver's tolerance, ~9 digits
+    _same_fit(res_w, res_d, rtol=1e-7, atol=1e-8)
     _close(res_w.bic, res_d.bic, 1e-10)  # n in BIC is the sum of the weights
 
 
