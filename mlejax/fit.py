@@ -85,6 +85,11 @@ def _prepare(X, y, family, weights, offset, trials):
     for nm, a in (("X", X), ("y", y), ("weights", weights), ("offset", offset),
                   ("trials", trials)):
         _checks.require_real_dtype(nm, a)
+    host_checked = set()
+    for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
+        if isinstance(a, np.ndarray) and a.dtype.kind in "fc":
+            _checks.require_finite(nm, a)  # on the host copy: no device round trip
+            host_checked.add(nm)
     X = _as_array("X", X)
     if X.ndim != 2:
         raise ValueError(
@@ -111,7 +116,8 @@ def _prepare(X, y, family, weights, offset, trials):
             "X has no columns (p = 0); add at least an intercept (mj.add_constant)."
         )
     for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
-        _checks.require_finite(nm, a)
+        if nm not in host_checked:
+            _checks.require_finite(nm, a)
     if isinstance(family, fam.Binomial) and trials is None:
         raise ValueError("Binomial: trials= is required (number of trials per row).")
     if trials is not None and not isinstance(family, fam.Binomial):
@@ -127,7 +133,7 @@ def _prepare(X, y, family, weights, offset, trials):
         )
     nobs = n if wc is None else float(wc.sum())
     k = p * family.eta_dim + len(family.extra_names)
-    if wc is not None or _checks.concrete(X) is not None:
+    if wc is not None or not isinstance(X, jax.core.Tracer):
         n_eff = nobs if wc is None else float((wc > 0).sum())
         if n_eff < k:
             raise ValueError(
@@ -138,10 +144,10 @@ def _prepare(X, y, family, weights, offset, trials):
         weights = jnp.ones(n, dtype)
     if offset is None:
         offset = jnp.zeros(n, dtype)
-    Xc = _checks.concrete(X)
+    Xc = _checks.concrete(X) if n * p * p <= 2e8 else None
     if Xc is not None and wc is not None:
         Xc = Xc[wc > 0]
-    if Xc is not None and Xc.shape[0] * p * p <= 2e8:
+    if Xc is not None:
         _check_rank(Xc, names)
     return X, y, weights, offset, trials, names
 
