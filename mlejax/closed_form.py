@@ -499,7 +499,8 @@ def _tall_lstsq(X, y, sqrt_w, n_refine: int) -> LstsqParts:
                 done = jnp.all(jnp.abs(dz) <= eps * jnp.abs(z))
             else:  # settled relative to the largest
                 done = size <= eps * jnp.max(jnp.abs(z))
-            stop = done | (size > 0.5 * prev)
+            # stop too when stalled, or on NaN (a singular R: rank-deficient X)
+            stop = done | ~(size <= 0.5 * prev)
             return k + 1, z, size, r, jnp.maximum(rss, 0.0), jnp.abs(dz), stop
 
         init = (0, z, jnp.asarray(jnp.inf, dt), r, rss, jnp.zeros(p, dt), False)
