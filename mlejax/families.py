@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from mlejax import _checks
-from mlejax.losses import _abs, _log_softmax_at
+from mlejax.losses import _abs, _log_softmax_at, _softplus_pair
 
 __all__ = [
     "Family",
@@ -165,7 +165,8 @@ class Bernoulli(Family):
     support: ClassVar[str] = "binary"
 
     def _log_prob(self, y, eta):
-        return -y * jax.nn.softplus(-eta) - (1.0 - y) * jax.nn.softplus(eta)
+        sp, sn = _softplus_pair(eta)
+        return -y * sn - (1.0 - y) * sp
 
     def _nll_derivs(self, y, eta):
         """First and second derivative of ``-log p`` in ``eta`` (canonical link)."""
@@ -208,9 +209,8 @@ class Binomial(Family):
     def _log_prob(self, y, eta, trials):
         log_comb = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
         # y*eta - trials*softplus(eta), without cancellation (see Bernoulli)
-        return (
-            log_comb - y * jax.nn.softplus(-eta) - (trials - y) * jax.nn.softplus(eta)
-        )
+        sp, sn = _softplus_pair(eta)
+        return log_comb - y * sn - (trials - y) * sp
 
     def _nll_derivs(self, y, eta, trials):
         mu = jax.nn.sigmoid(eta)
@@ -396,13 +396,8 @@ class NegativeBinomial(Family):
     def _log_prob(self, y, eta, alpha):
         r = 1.0 / alpha
         t = eta + jnp.log(alpha)  # log(alpha * mu)
-        return (
-            gammaln(y + r)
-            - gammaln(r)
-            - gammaln(y + 1.0)
-            - r * jax.nn.softplus(t)
-            - y * jax.nn.softplus(-t)
-        )
+        sp, sn = _softplus_pair(t)
+        return gammaln(y + r) - gammaln(r) - gammaln(y + 1.0) - r * sp - y * sn
 
     def mean(self, eta):
         return jnp.exp(eta)
