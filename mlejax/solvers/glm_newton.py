@@ -41,7 +41,6 @@ class GLMNewtonResult(NamedTuple):
 
 class _State(NamedTuple):
     x: jax.Array
-    eta: jax.Array
     f: jax.Array
     g: jax.Array
     H: jax.Array
@@ -82,12 +81,13 @@ def glm_newton(
     dtype = x0.dtype
     eps = jnp.finfo(dtype).eps
     k = x0.shape[0]
-    eta_shape = jax.eval_shape(obj.lin, x0[:nb]).shape
     zero = jnp.zeros((), dtype)
+    # The NLL comes from the start and then from each accepted line-search
+    # trial (on eta updated along X d): evaluations give only g and H.
+    eta_shape = jax.eval_shape(obj.eta, x0).shape
     init = _State(
         x=x0,
-        eta=jnp.zeros(eta_shape, dtype),
-        f=jnp.asarray(jnp.inf, dtype),
+        f=obj.value_at(obj.eta(x0), x0),
         g=jnp.zeros(k, dtype),
         H=jnp.zeros((k, k), dtype),
         age=jnp.asarray(jnp.inf, dtype),
@@ -108,33 +108,36 @@ def glm_newton(
         fresh = (s.age > HESS_REUSE) | (obj.cheap_hessian & ~stop)
 
         def with_hessian(_):
-            f1, g1, H1, e1 = obj.evaluate(s.x, True)
-            return f1, g1, H1, e1, zero
+            g1, H1, e1 = obj.evaluate(s.x, True)
+            return g1, H1, e1, zero
 
         def score_only(_):
-            f1, g1, _, e1 = obj.evaluate(s.x, False)
-            return f1, g1, s.H, e1, s.age
+            g1, _, e1 = obj.evaluate(s.x, False)
+            return g1, s.H, e1, s.age
 
-        def keep(_):
-            return s.f, s.g, s.H, s.eta, s.age
+        def keep(_):  # only when stopping: no step needs eta
+            return s.g, s.H, jnp.zeros(eta_shape, dtype), s.age
 
         if obj.cheap_hessian:
-            f, g, H, eta, age = jax.lax.cond(fresh, with_hessian, keep, None)
+            g, H, eta, age = jax.lax.cond(fresh, with_hessian, keep, None)
         else:
             branch = jnp.where(fresh, 0, jnp.where(stop, 2, 1))
-            f, g, H, eta, age = jax.lax.switch(
+            g, H, eta, age = jax.lax.switch(
                 branch, (with_hessian, score_only, keep), None
             )
+        f = s.f
         trace = s.trace.at[s.n_iter].set(f)
-        nonfinite = ~jnp.isfinite(f)
+        nonfinite = ~jnp.isfinite(f) | ~jnp.all(jnp.isfinite(g))
         status = jnp.where(
             converged,
             0,
             jnp.where(nonfinite, 3, jnp.where(s.ls_fail, 2, 1)),
         )
         done = stop | nonfinite
-        s = s._replace(f=f, g=g, H=H, eta=eta, age=age, trace=trace)
+        s = s._replace(f=f, g=g, H=H, age=age, trace=trace)
 
+        # eta = X x is not carried between passes (under vmap every carried
+        # array is copied by a select each pass): the evaluation returns it.
         def take_step(s: _State):
             d = newton_direction(s.g, s.H, convex)
             d = jnp.where(jnp.isfinite(d), d, 0.0)
@@ -145,12 +148,14 @@ def glm_newton(
             slack = 16 * eps * jnp.abs(s.f)
 
             def trial(t):
-                return obj.value_at(s.eta - t * Xd, project(s.x - t * d))
+                return obj.value_at(eta - t * Xd, project(s.x - t * d))
 
             def ls_cond(c):
                 t, f_new, j = c
                 armijo = f_new <= s.f - 1e-4 * t * slope + slack
-                return (~(armijo & jnp.isfinite(f_new))) & (j < max_halvings)
+                # (~done: under vmap a finished fit runs this loop too, on a
+                # placeholder eta, and must not hold the others' loop open)
+                return (~(armijo & jnp.isfinite(f_new))) & (j < max_halvings) & ~done
 
             def ls_body(c):
                 t, _, j = c
@@ -166,7 +171,6 @@ def glm_newton(
             rel_step = jnp.max(jnp.abs(x_new - s.x) / (1.0 + jnp.abs(s.x)))
             return s._replace(
                 x=x_new,
-                eta=jnp.where(ls_ok, s.eta - t * Xd, s.eta),
                 f=jnp.where(ls_ok, f_new, s.f),
                 age=s.age + rel_step,
                 rel_step=rel_step,
