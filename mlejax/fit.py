@@ -69,11 +69,28 @@ def _as_array(name, a, dtype=None):
             name, np.asarray(a) if not isinstance(a, np.ndarray) else a
         )
         arr = np.asarray(a)
-    if dtype is not None:
-        return jnp.asarray(arr, dtype)
-    if arr.dtype.kind not in "fc":
-        return jnp.asarray(arr, jnp.result_type(float))
-    return jnp.asarray(arr)
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype.kind in "fc" else jnp.result_type(float)
+    if isinstance(arr, np.ndarray):
+        return _to_device(arr, jax.dtypes.canonicalize_dtype(dtype))
+    return jnp.asarray(arr, dtype)
+
+
+def _to_device(arr: np.ndarray, dtype) -> jax.Array:
+    """A NumPy array on the default device, without a copy where possible.
+
+    A C-contiguous array of the right dtype in 64-byte aligned memory is used
+    in place on the CPU (JAX arrays are immutable and the fit has finished
+    with it before ``fit`` returns); otherwise it is copied once
+    (``device_put`` copies faster than ``jnp.asarray``, which matters for a
+    large ``X``).
+    """
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    try:
+        return jax.device_put(arr, may_alias=True)
+    except TypeError:  # a JAX without may_alias
+        return jax.device_put(arr)
 
 
 def _prepare(X, y, family, weights, offset, trials):
@@ -410,7 +427,7 @@ def _glm_core(family, data, solver, tol, max_iter):
         else:
             out = optax_loop(mean_nll, theta0, solver, tol=tol, max_iter=max_iter)
         trace = out.trace * nobs
-        _, g_, H_, _ = obj.evaluate(out.x, True)
+        g_, H_, _ = obj.evaluate(out.x, True)
         info = _natural_hessian(H_, g_, out.x, nb, q)
     theta = out.x
     status, converged = out.status, out.converged
