@@ -7,12 +7,15 @@ exploits the structure:
 * the line search along ``d`` needs ``X d`` once, after which every trial
   point costs elementwise work on ``eta - t X d`` only;
 * the Hessian (the Gram matrix ``X' diag(h) X``, the dominant cost) is
-  recomputed only while the iterates still move: once the steps taken since
-  it was formed total less than ``HESS_REUSE`` (relative), the last Hessian is
-  kept and only the score is evaluated (a chord step, which converges
-  linearly at a rate of about that distance: 1e-8 per step). The Hessian
-  returned for inference is therefore at most ``HESS_REUSE`` away from the
-  final iterate; if the loop stops otherwise, it is recomputed there.
+  recomputed only when it is stale: while the steps taken since it was formed
+  total at most ``HESS_STEP_REUSE`` (relative) the last Hessian is kept and
+  only the score is evaluated (a chord step, which converges linearly at a
+  rate of about that distance; a chord step that shrinks the step by less
+  than ``CHORD_RATE`` forces a fresh Hessian). A caller may pass an
+  approximate starting Hessian (from a subsample fit) for the first steps;
+* the Hessian returned for inference is at most ``HESS_REUSE`` (relative)
+  away from the final iterate: when the loop stops with an older one, it is
+  recomputed there.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ import jax.numpy as jnp
 
 from mlejax.solvers.newton import newton_direction
 
-#: relative distance below which the last Hessian is reused (chord steps)
+#: relative distance below which the last Hessian serves inference
 HESS_REUSE = 1e-8
+#: relative distance below which the last Hessian is reused for steps
+HESS_STEP_REUSE = 1e-2
+#: a chord step must shrink the step at least this much, or H is refreshed
+CHORD_RATE = 0.25
 
 
 class GLMNewtonResult(NamedTuple):
@@ -45,6 +52,7 @@ class _State(NamedTuple):
     g: jax.Array
     H: jax.Array
     age: jax.Array  # relative distance moved since H was formed (inf: none yet)
+    slow: jax.Array  # the last chord step shrank the step by less than CHORD_RATE
     rel_step: jax.Array  # of the last step
     tiny: jax.Array  # the last step's predicted decrease was at rounding level
     ls_fail: jax.Array
@@ -63,6 +71,8 @@ def glm_newton(
     convex: bool = False,
     project=None,
     max_halvings: int = 40,
+    H0=None,
+    H0_ok=None,
 ) -> GLMNewtonResult:
     """Minimise the NLL of a :class:`mlejax.objective.GLMObjective`.
 
@@ -75,6 +85,10 @@ def glm_newton(
     (with the Hessian when it is stale, the score alone otherwise, nothing
     once converged with a fresh-enough Hessian), then either stops or takes a
     step; so one compiled copy of each evaluation serves the whole fit.
+
+    ``H0`` (with the flag ``H0_ok``) is an approximate Hessian at ``x0``, such
+    as a subsample's scaled to the full data: the first steps are chord steps
+    with it, and it is never returned for inference.
     """
     project = project or (lambda x: x)
     nb = obj.nb
@@ -89,8 +103,12 @@ def glm_newton(
         x=x0,
         f=obj.value_at(obj.eta(x0), x0),
         g=jnp.zeros(k, dtype),
-        H=jnp.zeros((k, k), dtype),
-        age=jnp.asarray(jnp.inf, dtype),
+        H=jnp.zeros((k, k), dtype) if H0 is None else H0,
+        # an approximate H0 counts as just too old for inference
+        age=jnp.asarray(jnp.inf, dtype)
+        if H0 is None
+        else jnp.where(H0_ok, 2 * HESS_REUSE, jnp.inf).astype(dtype),
+        slow=jnp.asarray(False),
         rel_step=jnp.asarray(jnp.inf, dtype),
         tiny=jnp.asarray(False),
         ls_fail=jnp.asarray(False),
@@ -105,7 +123,8 @@ def glm_newton(
         stop = converged | s.ls_fail | (s.n_iter >= max_iter)
         # lazy Hessians only where the Gram matrix dominates the cost (a
         # cheap one is always refreshed: under vmap both branches would run)
-        fresh = (s.age > HESS_REUSE) | (obj.cheap_hessian & ~stop)
+        stale = jnp.where(stop, s.age > HESS_REUSE, (s.age > HESS_STEP_REUSE) | s.slow)
+        fresh = stale | (obj.cheap_hessian & ~stop)
 
         def with_hessian(_):
             g1, H1, e1 = obj.evaluate(s.x, True)
@@ -169,7 +188,9 @@ def glm_newton(
             )
             x_new = jnp.where(ls_ok, project(s.x - t * d), s.x)
             rel_step = jnp.max(jnp.abs(x_new - s.x) / (1.0 + jnp.abs(s.x)))
+            chord = s.age > 0  # H was not formed at this iterate
             return s._replace(
+                slow=chord & (rel_step > CHORD_RATE * s.rel_step),
                 x=x_new,
                 f=jnp.where(ls_ok, f_new, s.f),
                 age=s.age + rel_step,
