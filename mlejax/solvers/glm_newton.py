@@ -164,28 +164,44 @@ def glm_newton(
             Xd = obj.lin(d[:nb])
             # Armijo with a rounding allowance: near the optimum f cannot
             # resolve the decrease, and the full Newton step must be taken.
-            slack = 16 * eps * jnp.abs(s.f)
+            # A sum of n terms that partly cancel (Gamma, NB) is noisier than
+            # eps |f|: at 16 eps |f| a compiler's rounding choices alone
+            # (FMA or not) were seen to halve the final step.
+            slack = 256 * eps * jnp.abs(s.f)
 
             def trial(t):
                 return obj.value_at(eta - t * Xd, project(s.x - t * d))
 
+            def armijo(t, f_new, f_ref):
+                ok = f_new <= f_ref - 1e-4 * t * slope + slack
+                return ok & jnp.isfinite(f_new)
+
             def ls_cond(c):
-                t, f_new, j = c
-                armijo = f_new <= s.f - 1e-4 * t * slope + slack
+                t, f_new, j, f_ref, _ = c
                 # (~done: under vmap a finished fit runs this loop too, on a
                 # placeholder eta, and must not hold the others' loop open)
-                return (~(armijo & jnp.isfinite(f_new))) & (j < max_halvings) & ~done
+                return ~armijo(t, f_new, f_ref) & (j < max_halvings) & ~done
 
             def ls_body(c):
-                t, _, j = c
-                t = 0.5 * t
-                return t, trial(t), j + 1
+                t, f_new, j, f_ref, measured = c
+
+                # On the first failure f is re-measured here, on the same eta
+                # as the trials: the carried f came from the previous line
+                # search's eta, which differs from X x by rounding, and near
+                # the optimum that alone can fail the full step.
+                def remeasure(_):
+                    return t, f_new, j, obj.value_at(eta, s.x), True
+
+                def halve(_):
+                    return 0.5 * t, trial(0.5 * t), j + 1, f_ref, True
+
+                return jax.lax.cond(measured, halve, remeasure, None)
 
             one = jnp.ones((), dtype)
-            t, f_new, j = jax.lax.while_loop(ls_cond, ls_body, (one, trial(one), 0))
-            ls_ok = (j < max_halvings) | (
-                (f_new <= s.f - 1e-4 * t * slope + slack) & jnp.isfinite(f_new)
+            t, f_new, j, f_ref, _ = jax.lax.while_loop(
+                ls_cond, ls_body, (one, trial(one), 0, s.f, jnp.asarray(False))
             )
+            ls_ok = (j < max_halvings) | armijo(t, f_new, f_ref)
             x_new = jnp.where(ls_ok, project(s.x - t * d), s.x)
             rel_step = jnp.max(jnp.abs(x_new - s.x) / (1.0 + jnp.abs(s.x)))
             chord = s.age > 0  # H was not formed at this iterate
