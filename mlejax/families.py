@@ -133,8 +133,12 @@ class Family:
         """A transformed y whose regression on X gives starting coefficients."""
         return y
 
-    def init_extra(self, y, mu) -> dict:
-        """Moment-based starting values of the extra parameters."""
+    def init_extra(self, y, mu, w=None) -> dict:
+        """Moment-based starting values of the extra parameters.
+
+        ``w``: frequency weights (rows with weight 0 are ignored); ``None``
+        weighs every row 1.
+        """
         return {}
 
 
@@ -149,8 +153,8 @@ class Gaussian(Family):
         z = (y - eta) / scale
         return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
 
-    def init_extra(self, y, mu):
-        return {"scale": jnp.sqrt(jnp.mean((y - mu) ** 2))}
+    def init_extra(self, y, mu, w=None):
+        return {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,8 +301,8 @@ class Laplace(Family):
     def _log_prob(self, y, eta, scale):
         return -_abs(y - eta) / scale - jnp.log(2.0 * scale)
 
-    def init_extra(self, y, mu):
-        return {"scale": jnp.mean(jnp.abs(y - mu))}
+    def init_extra(self, y, mu, w=None):
+        return {"scale": _wmean(jnp.abs(y - mu), w)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,11 +332,21 @@ class StudentT(Family):
             - 0.5 * (df + 1.0) * jnp.log1p(z * z / df)
         )
 
-    def init_extra(self, y, mu):
-        out = {"scale": jnp.sqrt(jnp.mean((y - mu) ** 2))}
+    def init_extra(self, y, mu, w=None):
+        out = {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
         if self.df is None:
             out["df"] = jnp.asarray(10.0, out["scale"].dtype)
         return out
+
+
+def _wmean(x: jax.Array, w) -> jax.Array:
+    """Mean of ``x`` over rows, frequency-weighted by ``w`` when given.
+
+    Rows with weight 0 contribute exactly nothing (not even a non-finite ``x``).
+    """
+    if w is None:
+        return jnp.mean(x)
+    return jnp.sum(jnp.where(w > 0, w * x, 0.0)) / jnp.sum(w)
 
 
 def _lgamma_half_step(x: jax.Array) -> jax.Array:
@@ -375,8 +389,8 @@ class Gamma(Family):
     def working_response(self, y, trials=None):
         return jnp.log(y)
 
-    def init_extra(self, y, mu):
-        cv2 = jnp.mean(((y - mu) / mu) ** 2)
+    def init_extra(self, y, mu, w=None):
+        cv2 = _wmean(((y - mu) / mu) ** 2, w)
         return {"shape": 1.0 / cv2}
 
 
@@ -405,6 +419,6 @@ class NegativeBinomial(Family):
     def working_response(self, y, trials=None):
         return jnp.log(y + 0.5)
 
-    def init_extra(self, y, mu):
-        a = jnp.mean(((y - mu) ** 2 - mu) / mu**2)
+    def init_extra(self, y, mu, w=None):
+        a = _wmean(((y - mu) ** 2 - mu) / mu**2, w)
         return {"alpha": jnp.clip(a, 0.05, 10.0)}
