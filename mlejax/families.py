@@ -211,10 +211,16 @@ class Binomial(Family):
         _checks.require_support(self.name, y, "bounded_count", upper=trials)
 
     def _log_prob(self, y, eta, trials):
-        log_comb = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
+        return self._log_prob_kernel(y, eta, trials) + self._log_prob_const(y, trials)
+
+    def _log_prob_kernel(self, y, eta, trials):
         # y*eta - trials*softplus(eta), without cancellation (see Bernoulli)
         sp, sn = _softplus_pair(eta)
-        return log_comb - y * sn - (trials - y) * sp
+        return -y * sn - (trials - y) * sp
+
+    def _log_prob_const(self, y, trials):
+        """log C(trials, y): free of parameters (summed once per fit)."""
+        return gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
 
     def _nll_derivs(self, y, eta, trials):
         mu = jax.nn.sigmoid(eta)
@@ -274,7 +280,14 @@ class Poisson(Family):
     support: ClassVar[str] = "count"
 
     def _log_prob(self, y, eta):
-        return y * eta - jnp.exp(eta) - gammaln(y + 1.0)
+        return self._log_prob_kernel(y, eta) + self._log_prob_const(y)
+
+    def _log_prob_kernel(self, y, eta):
+        return y * eta - jnp.exp(eta)
+
+    def _log_prob_const(self, y):
+        """-log(y!): free of parameters (summed once per fit)."""
+        return -gammaln(y + 1.0)
 
     def _nll_derivs(self, y, eta):
         mu = jnp.exp(eta)
@@ -408,10 +421,17 @@ class NegativeBinomial(Family):
     extra_names: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def _log_prob(self, y, eta, alpha):
+        return self._log_prob_kernel(y, eta, alpha) + self._log_prob_const(y)
+
+    def _log_prob_kernel(self, y, eta, alpha):
         r = 1.0 / alpha
         t = eta + jnp.log(alpha)  # log(alpha * mu)
         sp, sn = _softplus_pair(t)
-        return gammaln(y + r) - gammaln(r) - gammaln(y + 1.0) - r * sp - y * sn
+        return gammaln(y + r) - gammaln(r) - r * sp - y * sn
+
+    def _log_prob_const(self, y):
+        """-log(y!): free of parameters (summed once per fit)."""
+        return -gammaln(y + 1.0)
 
     def mean(self, eta):
         return jnp.exp(eta)

@@ -128,8 +128,20 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
             kw["trials"] = tt
         return -family._log_prob(yy, eta, **kw)
 
+    # The parameter-free part of log p (log y!, log C(trials, y): a gammaln
+    # each, several times the cost of the rest) is summed once per fit.
+    split = hasattr(family, "_log_prob_const")
+    if split:
+        kw_t = {"trials": t_all} if trials is not None else {}
+        const = jnp.sum(jnp.where(w > 0, w * family._log_prob_const(y, **kw_t), 0.0))
+
     def value_at(eta, theta):
-        return jnp.sum(w * nll_rows(eta, theta[nb:], y, t_all))
+        if not split:
+            return jnp.sum(w * nll_rows(eta, theta[nb:], y, t_all))
+        kw = extras(theta[nb:])
+        if trials is not None:
+            kw["trials"] = t_all
+        return -(jnp.sum(w * family._log_prob_kernel(y, eta, **kw)) + const)
 
     closed = hasattr(family, "_nll_derivs") and not q and not axis
 
