@@ -373,6 +373,8 @@ def _subsample_start(family, data, theta0, convex, project):
     the score. The subsample fit is rejected (``ok`` False, ``theta0`` kept)
     if it did not converge, is not finite, or predicts some subsample row
     perfectly (a separated subsample says nothing about the full data).
+    ``theta0=None``: start the subsample fit from start values computed on the
+    subsample itself (and return those if it is rejected).
     """
     X, y, w, offset, trials = data
     k = X.shape[0] // SUBSAMPLE_ROWS
@@ -380,6 +382,8 @@ def _subsample_start(family, data, theta0, convex, project):
         X[::k], y[::k], w[::k], offset[::k], None if trials is None else trials[::k]
     )
     obj = objective.make_glm(family, sub, log_extra=True)
+    if theta0 is None:  # start values from the subsample too (a full-data
+        theta0 = _start(family, sub, X.shape[1])  # regression costs a Gram)
     out = glm_newton(
         obj, theta0, tol=1e-6, max_iter=30, convex=convex, project=project
     )
@@ -413,7 +417,8 @@ def _glm_core(family, data, solver, tol, max_iter):
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
     obj = objective.make_glm(family, data, log_extra=True)
-    theta0 = _start(family, data, p)
+    big = solver == "newton" and n >= SUBSAMPLE_MIN_ROWS
+    theta0 = None if big else _start(family, data, p)
     project = None
     if isinstance(family, fam.StudentT) and family.df is None:
         cap = math.log(STUDENT_T_DF_MAX)
@@ -422,8 +427,8 @@ def _glm_core(family, data, solver, tol, max_iter):
     nobs = jnp.sum(w)
     if solver == "newton":
         H0 = H0_ok = None
-        if n >= SUBSAMPLE_MIN_ROWS:
-            theta0, H0, H0_ok = _subsample_start(family, data, theta0, convex, project)
+        if big:
+            theta0, H0, H0_ok = _subsample_start(family, data, None, convex, project)
         out = glm_newton(
             obj,
             theta0,
