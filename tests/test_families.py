@@ -210,7 +210,9 @@ def cancellation_floor(fam, y, eta, extra):
     if name == "Poisson":
         return y * np.abs(eta) + np.exp(eta) + gammaln(y + 1)
     if name == "Laplace":
-        return np.abs(y - eta) / kw["scale"] + np.abs(np.log(2 * kw["scale"]))
+        # log 2 and log(scale) are separate terms in scipy's logpdf: at
+        # scale = 0.5 they cancel there to 0.0 and lose a |y|/scale of 1e-127
+        return np.abs(y - eta) / kw["scale"] + np.log(2) + np.abs(np.log(kw["scale"]))
     if name == "StudentT":
         df, z = kw["df"], (y - eta) / kw["scale"]
         # lgamma((df+1)/2) - lgamma(df/2): a difference of lgammas for small df,
