@@ -16,16 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax import equivalence, families, losses
-from mlejax.fit import (
-    STUDENT_T_DF_MAX,
-    ConvergenceWarning,
-    PerfectSeparationWarning,
-    fit,
-    fit_likelihood,
-    ols,
-)
+from mlejax import equivalence, families, fit, losses, status
+from mlejax.families import STUDENT_T_DF_MAX
+from mlejax.fit import fit_likelihood, ols
 from mlejax.result import FitResult
+from mlejax.status import ConvergenceWarning, PerfectSeparationWarning, Status
 
 __version__ = "0.1.0"
 
@@ -99,6 +94,7 @@ def add_constant(X, prepend: bool = True):
 __all__ = [
     "__version__",
     "FitResult",
+    "Status",
     "ConvergenceWarning",
     "PerfectSeparationWarning",
     "STUDENT_T_DF_MAX",
@@ -110,4 +106,5 @@ __all__ = [
     "equivalence",
     "families",
     "losses",
+    "status",
 ]

@@ -17,18 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["bucket_size", "pad_rows", "paddable", "pad_value"]
-
-#: y of a padding row, per family support: in the support, finite log_prob
-_PAD_Y = {
-    "real": 0.0,
-    "binary": 0.0,
-    "count": 0.0,
-    "labels": 0.0,
-    "bounded_count": 0.0,  # with trials 0
-    "positive": 1.0,
-}
-
+__all__ = ["bucket_size", "pad_rows", "paddable"]
 
 def bucket_size(n: int) -> int:
     """The smallest ``m * 2**e >= n`` with ``m`` in 8..15 and ``e >= 0``.
@@ -43,17 +32,6 @@ def bucket_size(n: int) -> int:
         return 8
     e = (n - 1).bit_length() - 4  # 8 * 2**e < n <= 16 * 2**e
     return -(-n // (1 << e)) << e
-
-
-def pad_value(family) -> float:
-    """A harmless ``y`` for a padding row of ``family`` (0, or 1 for ``positive``)."""
-    try:
-        return _PAD_Y[family.support]
-    except KeyError:
-        raise ValueError(
-            f"buckets=True: no padding value for {family.name} (support "
-            f"{family.support!r}); fit without buckets."
-        ) from None
 
 
 def paddable(*arrays) -> bool:
@@ -77,7 +55,7 @@ def pad_rows(X, y, weights, offset, trials, family, n_to: int):
     """Append ``n_to - n`` rows of weight 0 (device arrays, dtypes kept).
 
     Padding rows have ``X = 0``, ``weights = 0``, ``offset = 0``, ``y =``
-    :func:`pad_value` and, for Binomial, ``trials = 0``. Arrays on the CPU are
+    ``family.pad_value()`` and, for Binomial, ``trials = 0``. Arrays on the CPU are
     padded on the host (no compilation); others by a small jitted function.
     """
     n = X.shape[0]
@@ -85,7 +63,7 @@ def pad_rows(X, y, weights, offset, trials, family, n_to: int):
         raise ValueError(f"pad_rows: n_to = {n_to} is below n = {n}.")
     if n_to == n:
         return X, y, weights, offset, trials
-    fill_y = pad_value(family)
+    fill_y = family.pad_value()
     k = n_to - n
     arrays = (X, y, weights, offset, trials)
     if all(a is None or _on_cpu(a) for a in arrays):

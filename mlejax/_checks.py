@@ -56,11 +56,13 @@ def require_real_dtype(name: str, a) -> None:
 def require_finite(name: str, a, who: str = "") -> None:
     """ValueError naming the first NaN/inf entry of ``a``."""
     if isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer):
-        # on the device, without copying a large X back to the host
-        if not jax.numpy.issubdtype(a.dtype, jax.numpy.inexact) or bool(
-            jax.numpy.isfinite(a).all()
-        ):
-            return
+        # on the device, without copying a large X back to the host; eagerly,
+        # even when a concrete array is captured inside the caller's jit
+        with jax.ensure_compile_time_eval():
+            if not jax.numpy.issubdtype(a.dtype, jax.numpy.inexact) or bool(
+                jax.numpy.isfinite(a).all()
+            ):
+                return
     a = concrete(a)
     if a is None or a.dtype.kind not in "fc":
         return

@@ -30,11 +30,8 @@ with ``eta = X @ beta``, ``dNLL/dbeta = a * n * dloss/dbeta``; minimisers coinci
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammaln
 
 from mlejax import families as fam
 from mlejax.losses import LOSSES
@@ -44,9 +41,7 @@ __all__ = ["affine_constants", "loss_input", "nll", "loss", "compare"]
 
 def loss_input(family: fam.Family, eta: jax.Array) -> jax.Array:
     """The loss's ``input`` for linear predictor ``eta``: eta, or logits [0, eta]."""
-    if isinstance(family, fam.Categorical):
-        return family.logits(eta)
-    return eta
+    return family.loss_input(eta)
 
 
 def nll(family: fam.Family, y, eta, **extra) -> jax.Array:
@@ -75,24 +70,7 @@ def affine_constants(family: fam.Family, y, **extra) -> tuple[jax.Array, jax.Arr
     Raises:
       ValueError: for a family without a classic loss.
     """
-    y = jnp.asarray(y)
-    n = y.shape[0]
-    dt = jnp.result_type(y, float)
-    one, zero = jnp.ones((), dt), jnp.zeros((), dt)
-    if isinstance(family, fam.Gaussian):
-        s2 = jnp.asarray(extra["scale"], dt) ** 2
-        return 1.0 / (2.0 * s2), 0.5 * n * (math.log(2 * math.pi) + jnp.log(s2))
-    if isinstance(family, fam.Laplace):
-        b = jnp.asarray(extra["scale"], dt)
-        return 1.0 / b, n * jnp.log(2.0 * b)
-    if isinstance(family, fam.Poisson):
-        return one, jnp.sum(gammaln(y.astype(dt) + 1.0))
-    if isinstance(family, (fam.Bernoulli, fam.Categorical)):
-        return one, zero
-    raise ValueError(
-        f"{family.name} has no classic machine-learning loss "
-        "(families with one: Gaussian, Bernoulli, Categorical, Poisson, Laplace)."
-    )
+    return family.loss_constants(jnp.asarray(y), **extra)
 
 
 def compare(family: fam.Family, X, y, beta, **extra) -> dict[str, jax.Array]:
@@ -107,7 +85,7 @@ def compare(family: fam.Family, X, y, beta, **extra) -> dict[str, jax.Array]:
     n = y.shape[0]
 
     def f_nll(eta):
-        return -jnp.sum(family._log_prob(y.astype(eta.dtype), eta, **extra))
+        return -jnp.sum(family.log_prob_rows(y.astype(eta.dtype), eta, **extra))
 
     def f_loss(eta):
         return a * n * loss(family, y, eta) + b

@@ -1,9 +1,22 @@
-"""Inverse information -> covariance, standard errors, information criteria."""
+"""Information -> covariance -> standard errors, the same for every path.
+
+Every engine hands this layer an information matrix over all estimated
+parameters (coefficients first, then the extras on their natural scale) and
+gets back the covariance, the standard errors and the information criteria.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+
+
+class Inference(NamedTuple):
+    cov: jax.Array  # covariance of the coefficients (nb x nb)
+    stderr: jax.Array  # standard errors of the coefficients (nb,)
+    extra_stderr: jax.Array  # standard errors of the extras (q,)
 
 
 def inverse_information(info: jax.Array) -> jax.Array:
@@ -22,10 +35,34 @@ def inverse_information(info: jax.Array) -> jax.Array:
     return inv * d[:, None] * d[None, :]
 
 
+def natural_hessian(H: jax.Array, g: jax.Array, theta: jax.Array, nb: int) -> jax.Array:
+    """Hessian in ``(beta, e)`` from the one in ``(beta, u = log e)`` (exact).
+
+    ``g`` is the gradient in ``(beta, u)``; pass zeros for an expected
+    information (the score has expectation zero).
+    """
+    q = theta.shape[0] - nb
+    if not q:
+        return H
+    e = jnp.exp(theta[nb:])
+    J = jnp.concatenate([jnp.ones(nb, H.dtype), 1.0 / e])
+    Hn = H * J[:, None] * J[None, :]
+    corr = jnp.concatenate([jnp.zeros(nb, H.dtype), g[nb:] / e**2])
+    return Hn - jnp.diag(corr)
+
+
+def from_information(info: jax.Array, nb: int, cov_scale=1.0) -> Inference:
+    """Covariance and standard errors from the information over ``(beta, extra)``.
+
+    ``cov_scale`` multiplies the coefficient covariance (Gaussian's OLS
+    convention ``n / (n - p)``); the extras' standard errors are not scaled.
+    """
+    cov_full = inverse_information(info)
+    se_full = jnp.sqrt(jnp.diag(cov_full))
+    cov = cov_full[:nb, :nb] * cov_scale
+    return Inference(cov, jnp.sqrt(jnp.diag(cov)), se_full[nb:])
+
+
 def information_criteria(loglik, k, nobs):
     """``(aic, bic) = (-2 l + 2 k, -2 l + k log n)``."""
     return -2.0 * loglik + 2.0 * k, -2.0 * loglik + k * jnp.log(nobs)
-
-
-def stderr_from_cov(cov: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.diag(cov))

@@ -15,6 +15,11 @@ All are called ``(input, target)`` and return the mean over every element
   ``optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()``.
 * ``bce_with_logits`` equals ``optax.sigmoid_binary_cross_entropy(x, y).mean()``.
 
+Shapes are checked, not broadcast: ``input`` and ``target`` must have the same
+shape (``softmax_cross_entropy``: ``(n, K)`` and ``(n,)``), else a ``ValueError``
+says how to reshape. PyTorch only warns for ``mse_loss``/``l1_loss`` and then
+broadcasts, so ``(3,)`` against ``(3, 1)`` silently averages 9 pairs.
+
 >>> import jax.numpy as jnp
 >>> from mlejax import losses
 >>> float(losses.mse(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))
@@ -25,28 +30,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
+import numpy as np
 from jax.typing import ArrayLike
 
+from mlejax import _math
 
-@jax.custom_jvp
-def _softplus_pair(x):
-    """``(softplus(x), softplus(-x))`` from one ``log1p(exp(-|x|))``.
-
-    Both are ``max(+-x, 0) + log1p(exp(-|x|))``: the same values as
-    ``jax.nn.softplus`` (no cancellation, no overflow), at half the cost of
-    two calls (the float64 logarithm dominates in XLA on CPU). The derivative
-    rule keeps the kinks of ``max`` and ``abs`` out of ``grad`` (exact
-    ``sigmoid`` at ``x = 0`` too) and is itself differentiable.
-    """
-    a = jnp.log1p(jnp.exp(-jnp.abs(x)))
-    return jnp.maximum(x, 0.0) + a, jnp.maximum(-x, 0.0) + a
-
-
-@_softplus_pair.defjvp
-def _softplus_pair_jvp(primals, tangents):
-    (x,), (t,) = primals, tangents
-    return _softplus_pair(x), (jax.nn.sigmoid(x) * t, -jax.nn.sigmoid(-x) * t)
 
 __all__ = [
     "mse",
@@ -58,6 +46,32 @@ __all__ = [
 ]
 
 
+def _check_same_shape(fn: str, x: ArrayLike, y: ArrayLike) -> None:
+    """Raise unless ``input`` and ``target`` have identical shapes (jit-safe)."""
+    a, b = np.shape(x), np.shape(y)
+    if a != b:
+        raise ValueError(
+            f"{fn}: input has shape {a} but target has shape {b}; losses do not "
+            f"broadcast. Reshape target to {a} (or input to {b})."
+        )
+
+
+def _check_class_shapes(fn: str, x: ArrayLike, y: ArrayLike) -> None:
+    """Raise unless ``input`` is ``(n, K)`` and ``target`` ``(n,)`` (jit-safe)."""
+    a, b = np.shape(x), np.shape(y)
+    if len(a) != 2:
+        raise ValueError(
+            f"{fn}: input must be logits of shape (n, K); got shape {a}. "
+            "For a single example pass input[None, :] and target[None]."
+        )
+    if b != a[:1]:
+        hint = " (one-hot? pass target.argmax(-1))" if b == a else ""
+        raise ValueError(
+            f"{fn}: input has shape {a}, so target must be integer labels of shape "
+            f"{a[:1]}; got shape {b}{hint}. Reshape target to {a[:1]}."
+        )
+
+
 def mse(input: ArrayLike, target: ArrayLike) -> jax.Array:  # noqa: A002 - torch's name
     """Mean squared error: ``mean((input - target)**2)`` (``F.mse_loss``).
 
@@ -67,7 +81,11 @@ def mse(input: ArrayLike, target: ArrayLike) -> jax.Array:  # noqa: A002 - torch
 
     Returns:
       Scalar mean over all elements.
+
+    Raises:
+      ValueError: if the shapes differ (no broadcasting).
     """
+    _check_same_shape("mse", input, target)
     d = jnp.asarray(input) - jnp.asarray(target)
     return jnp.mean(d * d)
 
@@ -77,15 +95,19 @@ def bce_with_logits(input: ArrayLike, target: ArrayLike) -> jax.Array:  # noqa: 
 
     Args:
       input: logits z, any shape; finite results even for ``|z| ~ 1e3``.
-      target: labels (or probabilities) in [0, 1], same shape.
+      target: labels (or probabilities) in [0, 1], same shape as ``input``.
 
     Returns:
       Scalar, as ``F.binary_cross_entropy_with_logits`` with ``reduction="mean"``.
+
+    Raises:
+      ValueError: if the shapes differ (no broadcasting).
     """
+    _check_same_shape("bce_with_logits", input, target)
     z, y = jnp.asarray(input), jnp.asarray(target)
     # y*softplus(-z) + (1-y)*softplus(z) == softplus(z) - y*z, but without the
     # cancellation of two large terms (y=1, z=30 keeps full relative accuracy).
-    sp, sn = _softplus_pair(z)
+    sp, sn = _math.softplus_pair(z)
     return jnp.mean(y * sn + (1.0 - y) * sp)
 
 
@@ -98,29 +120,12 @@ def softmax_cross_entropy(input: ArrayLike, target: ArrayLike) -> jax.Array:  # 
 
     Returns:
       Scalar mean over the n rows.
+
+    Raises:
+      ValueError: unless input is ``(n, K)`` and target ``(n,)``.
     """
-    return -jnp.mean(_log_softmax_at(jnp.asarray(input), jnp.asarray(target)))
-
-
-def _log_softmax_at(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """``log_softmax(logits)[..., label]`` to full relative accuracy.
-
-    Computed as ``-softplus(logsumexp_{k != label} z_k - z_label)``, so the
-    log-probability of a dominant class (``~ -1e-13`` at a logit gap of 30)
-    keeps its relative accuracy, which ``z - logsumexp(z)`` loses.
-
-    Args:
-      logits: shape ``(..., K)``.
-      labels: integer class labels of shape ``(...)`` in ``0..K-1``.
-
-    Returns:
-      Shape ``(...)``.
-    """
-    k = logits.shape[-1]
-    is_label = jax.nn.one_hot(labels.astype(jnp.int32), k, dtype=jnp.bool_)
-    z_label = jnp.sum(jnp.where(is_label, logits, 0.0), axis=-1)
-    others = logsumexp(logits, axis=-1, where=~is_label)
-    return -jax.nn.softplus(others - z_label)
+    _check_class_shapes("softmax_cross_entropy", input, target)
+    return -jnp.mean(_math.log_softmax_at(jnp.asarray(input), jnp.asarray(target)))
 
 
 def poisson_nll(input: ArrayLike, target: ArrayLike) -> jax.Array:  # noqa: A002
@@ -131,11 +136,15 @@ def poisson_nll(input: ArrayLike, target: ArrayLike) -> jax.Array:  # noqa: A002
 
     Args:
       input: log-rates x, any shape.
-      target: counts y, same shape.
+      target: counts y, same shape as ``input``.
 
     Returns:
       Scalar mean over all elements.
+
+    Raises:
+      ValueError: if the shapes differ (no broadcasting).
     """
+    _check_same_shape("poisson_nll", input, target)
     x, y = jnp.asarray(input), jnp.asarray(target)
     return jnp.mean(jnp.exp(x) - y * x)
 
@@ -148,17 +157,16 @@ def l1(input: ArrayLike, target: ArrayLike) -> jax.Array:  # noqa: A002
 
     Args:
       input: predictions, any shape.
-      target: same shape.
+      target: same shape as ``input``.
 
     Returns:
       Scalar mean over all elements.
+
+    Raises:
+      ValueError: if the shapes differ (no broadcasting).
     """
-    return jnp.mean(_abs(jnp.asarray(input) - jnp.asarray(target)))
-
-
-def _abs(d: jax.Array) -> jax.Array:
-    """``|d|`` with derivative ``sign(d)``: 0 at ``d == 0``, as in PyTorch."""
-    return jax.lax.stop_gradient(jnp.sign(d)) * d
+    _check_same_shape("l1", input, target)
+    return jnp.mean(_math.abs0(jnp.asarray(input) - jnp.asarray(target)))
 
 
 #: name -> loss function, the values of ``family.loss_name``.

@@ -11,6 +11,7 @@ of ``log_prob``), so the coefficient block is the weighted Gram matrix
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -25,43 +26,10 @@ class GLMData(NamedTuple):
     trials: jax.Array | None  # (n,) Binomial only
 
 
-class Objective(NamedTuple):
-    value: object  # theta -> scalar NLL
-    unpack: object  # theta -> (beta, extra dict on the natural scale)
-    eta: object  # beta -> eta
-
-
 def n_params(family, p: int) -> tuple[int, int, int]:
     """(m, n_coef, n_extra): predictors per row, coefficients, extra parameters."""
     m = family.eta_dim
     return m, p * m, len(family.extra_names)
-
-
-def make(family, data: GLMData, log_extra: bool = True) -> Objective:
-    """The NLL of ``theta`` for ``family`` on ``data`` (for first-order solvers)."""
-    X, y, w, offset, trials = data
-    p = X.shape[1]
-    m, nb, q = n_params(family, p)
-    names = family.extra_names
-    axis = family.eta_has_axis
-
-    def unpack(theta):
-        beta = theta[:nb].reshape(p, m) if axis else theta[:nb]
-        e = theta[nb:]
-        e = jnp.exp(e) if log_extra else e
-        return beta, dict(zip(names, e))
-
-    def eta_of(beta):
-        return X @ beta + (offset[:, None] if axis else offset)
-
-    def value(theta):
-        beta, extra = unpack(theta)
-        kw = dict(extra)
-        if trials is not None:
-            kw["trials"] = trials
-        return -jnp.sum(w * family._log_prob(y, eta_of(beta), **kw))
-
-    return Objective(value, unpack, eta_of)
 
 
 # ----------------------------------------------------------------------------
@@ -73,19 +41,23 @@ BLOCK = 1024
 #: up to this many columns the Gram matrix costs little more than the score,
 #: so it is recomputed every step (no chord steps).
 CHEAP_GRAM_P = 8
+
+
 class GLMObjective(NamedTuple):
-    evaluate: object  # (theta, hess: bool) -> (g, H | None, eta); no NLL value
-    value_at: object  # (eta, theta) -> f  (elementwise: no pass over X)
-    eta: object  # theta -> eta = X beta + offset
-    lin: object  # coefficient direction -> X @ d  (shaped like eta)
-    unpack: object
-    m: int
+    """The NLL of ``theta = [vec(beta), log(extra)]`` and its derivatives."""
+
+    evaluate: Callable  # (theta, hess: bool) -> (g, H | None, eta); no NLL value
+    value_at: Callable  # (eta, theta) -> f  (elementwise: no pass over X)
+    value: Callable  # theta -> f (one pass; differentiable, for first-order solvers)
+    eta: Callable  # theta -> eta = X beta + offset
+    lin: Callable  # coefficient direction -> X @ d  (shaped like eta)
+    unpack: Callable  # theta -> (beta, extra dict on the natural scale)
+    expected_information: Callable  # theta -> expected information in (beta, u)
     nb: int
-    q: int
     cheap_hessian: bool  # the Hessian costs little more than the score
 
 
-def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
+def make_glm(family, data: GLMData) -> GLMObjective:
     """Gradient and Hessian of a GLM's NLL in one pass over row blocks of ``X``.
 
     For each block of rows, ``eta = X_b beta + offset`` and the exact
@@ -107,8 +79,7 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
     axis = family.eta_has_axis
 
     def extras(u):
-        e = jnp.exp(u) if log_extra else u
-        return dict(zip(names, e))
+        return dict(zip(names, jnp.exp(u), strict=True))
 
     def beta_of(theta):
         return theta[:nb].reshape(p, m) if axis else theta[:nb]
@@ -126,24 +97,28 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
         kw = extras(u)
         if trials is not None:
             kw["trials"] = tt
-        return -family._log_prob(yy, eta, **kw)
+        return -family.log_prob_rows(yy, eta, **kw)
 
     # The parameter-free part of log p (log y!, log C(trials, y): a gammaln
     # each, several times the cost of the rest) is summed once per fit.
-    split = hasattr(family, "_log_prob_const")
-    if split:
-        kw_t = {"trials": t_all} if trials is not None else {}
-        const = jnp.sum(jnp.where(w > 0, w * family._log_prob_const(y, **kw_t), 0.0))
+    kw_t = {"trials": t_all} if trials is not None else {}
+    const_rows = family.log_prob_const(y, **kw_t)
+    if const_rows is not None:
+        const = jnp.sum(jnp.where(w > 0, w * const_rows, 0.0))
 
     def value_at(eta, theta):
-        if not split:
-            return jnp.sum(w * nll_rows(eta, theta[nb:], y, t_all))
+        # zero-weight rows (padding, masked rows) count exactly nothing
+        if const_rows is None:
+            rows = nll_rows(eta, theta[nb:], y, t_all)
+            return jnp.sum(jnp.where(w > 0, w * rows, 0.0))
         kw = extras(theta[nb:])
         if trials is not None:
             kw["trials"] = t_all
-        return -(jnp.sum(w * family._log_prob_kernel(y, eta, **kw)) + const)
+        rows = family.log_prob_kernel(y, eta, **kw)
+        return -(jnp.sum(jnp.where(w > 0, w * rows, 0.0)) + const)
 
-    closed = hasattr(family, "_nll_derivs") and not q and not axis
+    def value(theta):
+        return value_at(eta_of(theta), theta)
 
     def row_nll(z, yi, ti):
         eta_i = z[:m] if axis else z[0]
@@ -151,10 +126,12 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
 
     def row_derivs(eta, theta, yb, tb):
         """Per-row gradient ``(r, m+q)`` and Hessian ``(r, m+q, m+q)`` of -log p."""
-        if closed:  # canonical link: -log p derivatives in closed form
+        if not q and not axis:  # canonical links: closed form (None: autodiff)
             kw = {"trials": tb} if trials is not None else {}
-            d1, d2 = family._nll_derivs(yb, eta, **kw)
-            return d1[:, None], d2[:, None, None]
+            closed = family.nll_derivs(yb, eta, **kw)
+            if closed is not None:
+                d1, d2 = closed
+                return d1[:, None], d2[:, None, None]
         eta2 = eta if axis else eta[:, None]
         z = jnp.concatenate([eta2, jnp.broadcast_to(theta[nb:], (eta2.shape[0], q))], 1)
         gh = jax.vmap(
@@ -171,10 +148,23 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
             return g, None
         return g, jnp.block([[H_bb, H_bu], [H_bu.T, H_uu]])
 
-    def block(xb, yb, wb, ob, tb, theta, hess):
+    def expected_rows(eta, theta, yb, tb):
+        """Per-row expected Hessian in ``(eta, u = log extra)`` (score: observed)."""
+        eta2 = eta if axis else eta[:, None]
+        gi, _ = row_derivs(eta, theta, yb, tb)
+        e = jnp.exp(theta[nb:])
+        Hn = family.expected_nll_hessian(eta2 if axis else eta, **extras(theta[nb:]))
+        J = jnp.concatenate([jnp.ones(m, e.dtype), e])  # d natural / d u
+        return gi, Hn * J[None, :, None] * J[None, None, :]
+
+    def block(xb, yb, wb, ob, tb, theta, hess, expected=False):
         beta = beta_of(theta)
         eta = xb @ beta + (ob[:, None] if axis else ob)
-        gi, Hi = row_derivs(eta, theta, yb, tb)
+        derivs = expected_rows if expected else row_derivs
+        gi, Hi = derivs(eta, theta, yb, tb)
+        # zero-weight rows count nothing, even where their derivatives are not finite
+        gi = jnp.where(wb[:, None] > 0, gi, 0.0)
+        Hi = jnp.where(wb[:, None, None] > 0, Hi, 0.0)
         gi = wb[:, None] * gi
         g_u = jnp.sum(gi[:, m:], axis=0)
         if not hess:
@@ -192,9 +182,9 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
             H_bb, g_b, H_bu = C[:, :p], C[:, p], C[:, p + 1 :]
         return (*assemble(g_b, g_u, H_bb, H_bu, H_uu), eta)
 
-    def evaluate(theta, hess: bool):
+    def evaluate(theta, hess: bool, expected: bool = False):
         if n < 2 * BLOCK:
-            return block(X, y, w, offset, t_all, theta, hess)
+            return block(X, y, w, offset, t_all, theta, hess, expected)
         # ceil(n / BLOCK) blocks; the last one is clamped to end at row n and
         # masks the rows the previous block already counted (one block body).
         n_blocks = -(-n // BLOCK)
@@ -206,7 +196,9 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
             start = jnp.minimum(i * BLOCK, n - BLOCK)
             sl = lambda a: jax.lax.dynamic_slice_in_dim(a, start, BLOCK)  # noqa: E731
             wb = jnp.where(start + rows >= i * BLOCK, sl(w), 0.0)
-            gb, Hb, eb = block(sl(X), sl(y), wb, sl(offset), sl(t_all), theta, hess)
+            gb, Hb, eb = block(
+                sl(X), sl(y), wb, sl(offset), sl(t_all), theta, hess, expected
+            )
             eta = jax.lax.dynamic_update_slice_in_dim(eta, eb, start, 0)
             return g + gb, (H + Hb) if hess else H, eta
 
@@ -221,4 +213,18 @@ def make_glm(family, data: GLMData, log_extra: bool = True) -> GLMObjective:
 
     # Lazy Hessians pay only where the Gram matrix dominates the pass.
     cheap = (p <= CHEAP_GRAM_P and not axis) or n < 2 * BLOCK
-    return GLMObjective(evaluate, value_at, eta_of, lin, unpack, m, nb, q, cheap)
+
+    def expected_information(theta):
+        return evaluate(theta, True, expected=True)[1]
+
+    return GLMObjective(
+        evaluate,
+        value_at,
+        value,
+        eta_of,
+        lin,
+        unpack,
+        expected_information,
+        nb,
+        cheap,
+    )

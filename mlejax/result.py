@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax.solvers import STATUS
+from mlejax.status import reason as _reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,7 @@ class FitResult:
       converged: whether the solver's tolerance was met (and no separation/bound).
       aic, bic: information criteria, extra parameters counted.
       nobs: number of observations (sum of frequency weights).
-      status: reason code, see ``mlejax.solvers.STATUS``.
+      status: reason code, a :class:`mlejax.status.Status` (``reason`` in words).
       trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
       family, solver, names: static descriptions (pytree metadata).
     """
@@ -54,12 +54,39 @@ class FitResult:
         return dataclasses.replace(self, **kw)
 
     @property
-    def reason(self) -> str:
-        """Human-readable status of an unbatched fit."""
-        return STATUS.get(int(np.asarray(self.status)), "unknown")
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading axes of a batched (vmapped) result; ``()`` for one fit."""
+        return tuple(np.shape(self.loglik))
+
+    def __getitem__(self, index) -> FitResult:
+        """One fit (or a sub-batch) of a batched result: ``res[i]``, ``res[2:5]``."""
+        if not self.batch_shape:
+            raise TypeError(
+                "this FitResult holds a single fit; indexing is for a batch of "
+                "fits (the result of jax.vmap over mj.fit)."
+            )
+        return jax.tree_util.tree_map(lambda a: a[index], self)
+
+    def __len__(self) -> int:
+        if not self.batch_shape:
+            raise TypeError("len() of a single fit; only a batch of fits has one.")
+        return self.batch_shape[0]
+
+    @property
+    def reason(self) -> str | list:
+        """Why the fit stopped, in words (a nested list for a batch)."""
+        codes = np.asarray(self.status)
+        if codes.ndim == 0:
+            return _reason(int(codes))
+        return np.vectorize(_reason, otypes=[object])(codes).tolist()
 
     def summary(self, alpha: float = 0.05) -> str:
-        """Table of coefficient, stderr, z, two-sided p-value and (1-alpha) Wald interval."""
+        """Table of coefficient, stderr, z, two-sided p-value and (1-alpha) Wald interval.
+
+        For a batch of fits: a short overview that says how to index one.
+        """
+        if self.batch_shape:
+            return self._batch_summary()
         params = (
             np.asarray(jax.tree_util.tree_leaves(self.params)[0])
             if not isinstance(self.params, jax.Array | np.ndarray)
@@ -109,6 +136,19 @@ class FitResult:
             )
         lines.append("=" * len(head))
         return "\n".join(lines)
+
+    def _batch_summary(self) -> str:
+        conv = np.asarray(self.converged)
+        codes, counts = np.unique(np.asarray(self.status), return_counts=True)
+        why = ", ".join(f"{_reason(int(c))}: {int(k)}" for c, k in zip(codes, counts))
+        shape = "x".join(str(d) for d in self.batch_shape)
+        return "\n".join(
+            [
+                f"batch of {shape} {self.family} fits, solver {self.solver}",
+                f"converged {int(conv.sum())} of {conv.size} ({why})",
+                "index one fit for its table: res[i].summary()",
+            ]
+        )
 
     def _row_names(self, k: int) -> list[str]:
         p_shape = (

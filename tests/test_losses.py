@@ -135,6 +135,46 @@ def test_losses_registry_matches_module():
         assert fn is getattr(L, name)
 
 
+# -- shapes are checked, never broadcast ------------------------------------------
+@pytest.mark.parametrize("name", ["mse", "bce_with_logits", "poisson_nll", "l1"])
+@pytest.mark.parametrize(
+    ("x_shape", "y_shape"),
+    [((3,), (3, 1)), ((3, 1), (3,)), ((3,), (1,)), ((2, 3), (3,))],
+)
+def test_mismatched_shapes_raise_instead_of_broadcasting(name, x_shape, y_shape):
+    # (3,) against (3, 1) would silently average 9 pairs
+    x, y = np.zeros(x_shape), np.zeros(y_shape)
+    with pytest.raises(ValueError) as info:
+        L.LOSSES[name](x, y)
+    msg = str(info.value)
+    assert name in msg and str(x_shape) in msg and str(y_shape) in msg, msg
+    assert f"Reshape target to {x_shape}" in msg, msg
+    with pytest.raises(ValueError):  # a static check: raised while tracing too
+        jax.jit(L.LOSSES[name])(x, y)
+
+
+def test_cross_entropy_wants_n_by_k_logits_and_n_labels():
+    z = np.zeros((4, 3))
+    cases = [
+        (z, np.zeros((4, 1)), "Reshape target to (4,)"),
+        (z, np.zeros(3), "Reshape target to (4,)"),
+        (z, np.eye(3)[[0, 1, 2, 0]], "one-hot? pass target.argmax(-1)"),
+        (np.zeros(3), np.zeros(()), "logits of shape (n, K)"),
+        (np.zeros((2, 4, 3)), np.zeros((2, 4)), "logits of shape (n, K)"),
+    ]
+    for x, y, hint in cases:
+        with pytest.raises(ValueError, match="softmax_cross_entropy") as info:
+            L.softmax_cross_entropy(x, y)
+        assert hint in str(info.value) and str(np.shape(x)) in str(info.value)
+
+
+def test_equal_shapes_still_work_after_the_check():
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 1.0, 4.0])
+    assert float(L.mse(x, y)) == 5 / 4  # exact in binary
+    assert float(L.mse(x[:, None], y[:, None])) == 5 / 4
+    assert float(L.mse(2.0, 0.0)) == 4.0  # scalars: shape () twice
+
+
 # -- L1 at a zero residual ------------------------------------------------------------
 def test_l1_gradient_at_zero_residual_is_zero_like_torch():
     x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 5.0])

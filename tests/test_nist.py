@@ -21,7 +21,7 @@ numpy/scipy LAPACK gelsd, statsmodels 0.15 pinv, scikit-learn with
 
 Longley's standard errors: LRE 12.7 (statsmodels 12.2); residual SD 15.3.
 
-The same problems forced through the tall path (``closed_form.lstsq_core(...,
+The same problems forced through the tall path (``linalg.lstsq_core(...,
 method="tall")``, what ``mj.ols`` uses when ``n >= 4096`` and ``n >= 8 p``)
 give the same coefficient LREs (14.6, 16.0, 13.2) and Longley standard errors
 LRE 12.9 (its CholQR2 factor), so the bar holds for both paths.
@@ -42,7 +42,7 @@ import statsmodels.api as sm
 from sklearn.linear_model import LinearRegression
 
 import mlejax as mj
-from mlejax import closed_form
+from mlejax import linalg
 
 pytestmark = pytest.mark.usefixtures("engine_rank_promotion_workaround")
 
@@ -177,7 +177,7 @@ def test_nist_through_the_tall_path(name):
     """The tall path, forced on these small problems, meets the same bar."""
     X, y, cert = PROBLEMS[name]
     n, p = X.shape
-    out = closed_form.lstsq_core(X, y, None, method="tall")
+    out = linalg.lstsq_core(X, y, None, method="tall")
     lre_b = lre(out.beta, cert)
     msg = f"{name}: tall path route {int(out.route)}, min LRE {lre_b.min():.1f}"
     assert lre_b.min() >= 12.0, (name, lre_b)

@@ -1,16 +1,26 @@
-"""Solvers see a scalar function of a flat parameter vector, never a family."""
+"""Solvers see a problem over a flat parameter vector, never a family.
 
-from mlejax.solvers.first_order import lbfgs, optax_loop
-from mlejax.solvers.newton import NewtonResult, newton
+``newton`` (one loop, two plug-ins: a dense ``(f, g, H)`` or the structured
+regression objective), ``lbfgs`` and ``optax_loop`` (first order), ``lad``
+(exact least absolute deviations). Reason codes: :mod:`mlejax.status`.
+"""
 
-__all__ = ["NewtonResult", "newton", "lbfgs", "optax_loop"]
+from mlejax.solvers.first_order import FirstOrderResult, lbfgs, optax_loop
+from mlejax.solvers.newton import (
+    NewtonProblem,
+    NewtonResult,
+    dense_problem,
+    newton,
+    newton_loop,
+)
 
-#: reason codes stored in ``FitResult.status``
-STATUS = {
-    0: "converged",
-    1: "max_iter reached",
-    2: "line search could not decrease the objective",
-    3: "non-finite objective",
-    4: "separation: estimates diverge",
-    5: "parameter at its bound",
-}
+__all__ = [
+    "FirstOrderResult",
+    "NewtonProblem",
+    "NewtonResult",
+    "dense_problem",
+    "newton",
+    "newton_loop",
+    "lbfgs",
+    "optax_loop",
+]

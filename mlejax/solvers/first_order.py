@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mlejax.solvers.newton import NewtonResult
+from mlejax.status import Status
+
+
+class FirstOrderResult(NamedTuple):
+    x: jax.Array
+    f: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    status: jax.Array
+    trace: jax.Array
 
 
 @functools.cache
@@ -18,11 +28,19 @@ def _lbfgs() -> optax.GradientTransformationExtraArgs:
     return optax.lbfgs()
 
 
+def _status(converged, finite):
+    return jnp.where(
+        converged,
+        int(Status.CONVERGED),
+        jnp.where(finite, int(Status.MAX_ITER), int(Status.NON_FINITE)),
+    )
+
+
 def _grad_small(g, f, tol):
     return jnp.max(jnp.abs(g)) <= tol * jnp.maximum(1.0, jnp.abs(f))
 
 
-def lbfgs(fun: Callable, x0: jax.Array, *, tol, max_iter: int) -> NewtonResult:
+def lbfgs(fun: Callable, x0: jax.Array, *, tol, max_iter: int) -> FirstOrderResult:
     """Optax L-BFGS (zoom line search) until ``max|grad| <= tol * max(1, |f|)``.
 
     Also stops, converged, when the objective and iterate stop changing at the
@@ -60,8 +78,8 @@ def lbfgs(fun: Callable, x0: jax.Array, *, tol, max_iter: int) -> NewtonResult:
     f, g = jax.value_and_grad(fun)(x)
     finite = jnp.isfinite(f)
     conv = finite & (_grad_small(g, f, tol) | (k < max_iter))
-    status = jnp.where(conv, 0, jnp.where(finite, 1, 3))
-    return NewtonResult(x, f, k, conv, status, trace)
+    status = _status(conv, finite)
+    return FirstOrderResult(x, f, k, conv, status, trace)
 
 
 def optax_loop(
@@ -71,22 +89,29 @@ def optax_loop(
     *,
     tol,
     max_iter: int,
-) -> NewtonResult:
+) -> FirstOrderResult:
     """Run ``max_iter`` steps of any Optax transform with ``lax.scan``.
 
-    ``converged`` says whether ``max|grad| <= tol * max(1, |f|)`` holds at the end.
+    A ``GradientTransformationExtraArgs`` (``optax.lbfgs()``, any
+    ``optax.chain``) gets ``value``, ``grad`` and ``value_fn`` as the keyword
+    arguments its line search needs. ``converged`` says whether
+    ``max|grad| <= tol * max(1, |f|)`` holds at the end.
     """
     vg = jax.value_and_grad(fun)
+    extra_args = isinstance(opt, optax.GradientTransformationExtraArgs)
 
     def body(c, _):
         x, state = c
         f, g = vg(x)
-        updates, state = opt.update(g, state, x)
+        if extra_args:
+            updates, state = opt.update(g, state, x, value=f, grad=g, value_fn=fun)
+        else:
+            updates, state = opt.update(g, state, x)
         return (optax.apply_updates(x, updates), state), f
 
     (x, _), fs = jax.lax.scan(body, (x0, opt.init(x0)), None, length=max_iter)
     f, g = vg(x)
     trace = jnp.concatenate([fs, f[None]])
     conv = jnp.isfinite(f) & _grad_small(g, f, tol)
-    status = jnp.where(conv, 0, jnp.where(jnp.isfinite(f), 1, 3))
-    return NewtonResult(x, f, jnp.asarray(max_iter), conv, status, trace)
+    status = _status(conv, jnp.isfinite(f))
+    return FirstOrderResult(x, f, jnp.asarray(max_iter), conv, status, trace)

@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import lu_factor, lu_solve
 
+from mlejax._math import pow2_scale
+
 __all__ = ["LADResult", "lad", "lad_basis"]
 
 
@@ -66,12 +68,6 @@ class LADResult(NamedTuple):
     n_pivots: jax.Array
     certified: jax.Array
     exact_fit: jax.Array
-
-
-def _pow2_scale(X):
-    norms = jnp.sqrt(jnp.sum(X * X, axis=0))
-    e = jnp.where(norms > 0, jnp.round(jnp.log2(jnp.where(norms > 0, norms, 1.0))), 0.0)
-    return jnp.ldexp(jnp.ones((), X.dtype), (-e).astype(jnp.int32))
 
 
 def lad_basis(A, r, w):
@@ -202,7 +198,7 @@ def lad(X, y, weights=None, beta0=None, *, max_pivots: int | None = None) -> LAD
     zero_tol = 1e3 * eps
     slack = 1e3 * eps * (p + n**0.5)
     active = w > 0
-    d = _pow2_scale(X)
+    d = pow2_scale(X)
     A = X * d[None, :]
     if beta0 is None:
         sw = jnp.sqrt(w)

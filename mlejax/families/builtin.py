@@ -1,22 +1,4 @@
-"""Noise models as pure log-likelihoods.
-
-Each family is a frozen, hashable dataclass (a valid static argument to
-``jax.jit``) whose :meth:`log_prob` returns the per-observation log-likelihood
-``log p(y | eta, extra)`` with every normalising constant, where ``eta`` is the
-linear predictor. Extra parameters (``scale``, ``df``, ``shape``, ``alpha``) and
-Binomial ``trials`` are keywords. All forms are numerically stable for large
-``|eta|``: ``softplus``/``log_softmax``/``logaddexp``/``xlogy``, never
-``log(sigmoid(x))`` and no clipping to an epsilon.
-
-Called on concrete arrays, ``log_prob`` first checks them on the host (support
-of ``y``, finiteness, shapes) and raises a ``ValueError`` that names the family
-and the offending value; under ``jit``/``vmap`` only shapes are checked.
-
->>> import jax.numpy as jnp
->>> import mlejax as mj
->>> float(mj.families.Bernoulli().log_prob(jnp.array(1.0), jnp.array(0.0)))
--0.693147...
-"""
+"""The built-in families (see :mod:`mlejax.families`)."""
 
 from __future__ import annotations
 
@@ -26,120 +8,19 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
 from mlejax import _checks
-from mlejax.losses import _abs, _log_softmax_at, _softplus_pair
-
-__all__ = [
-    "Family",
-    "Gaussian",
-    "Bernoulli",
-    "Binomial",
-    "Categorical",
-    "Poisson",
-    "Laplace",
-    "StudentT",
-    "Gamma",
-    "NegativeBinomial",
-]
+from mlejax.families.base import Family
+from mlejax._math import abs0 as _abs
+from mlejax._math import log_softmax_at as _log_softmax_at
+from mlejax._math import softplus_pair as _softplus_pair
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-
-class Family:
-    """Base class: a hashable noise model with a per-observation log-likelihood.
-
-    Subclasses define ``_log_prob(y, eta, **extra)``, the support of ``y``
-    (``support``) and the names of their estimated extra parameters
-    (``extra_names``, all positive).
-    """
-
-    loss_name: ClassVar[str | None] = None
-    support: ClassVar[str] = "real"
-    extra_names: ClassVar[tuple[str, ...]] = ()
-    #: keywords that are data rather than parameters (e.g. Binomial ``trials``)
-    data_names: ClassVar[tuple[str, ...]] = ()
-    #: whether eta carries a trailing axis of ``eta_dim`` predictors (Categorical,
-    #: even with K=2 where that axis has size 1)
-    eta_has_axis: ClassVar[bool] = False
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
-    @property
-    def eta_dim(self) -> int:
-        """Number of linear predictors per observation (K-1 for Categorical)."""
-        return 1
-
-    def log_prob(self, y: jax.Array, eta: jax.Array, **extra) -> jax.Array:
-        """Per-observation log-likelihood ``log p(y | eta, **extra)``."""
-        self._check_keywords(extra)
-        self.check(y, eta, **extra)
-        dtype = jnp.result_type(eta, float)
-        y = jnp.asarray(y, dtype)
-        extra = {k: jnp.asarray(v, dtype) for k, v in extra.items()}
-        return self._log_prob(y, jnp.asarray(eta, dtype), **extra)
-
-    # -- host-side checks -------------------------------------------------
-    def _check_keywords(self, extra) -> None:
-        allowed = set(self.extra_names) | set(self.data_names)
-        unknown = set(extra) - allowed
-        missing = allowed - set(extra)
-        if unknown or missing:
-            raise ValueError(
-                f"{self.name}.log_prob takes keywords {sorted(allowed) or 'none'}; "
-                f"got {sorted(extra) or 'none'}"
-                + (f" (unknown {sorted(unknown)})" if unknown else "")
-                + (f" (missing {sorted(missing)})" if missing else "")
-                + "."
-            )
-
-    def check_y(self, y, trials=None) -> None:
-        """ValueError if concrete ``y`` lies outside this family's support."""
-        _checks.require_support(self.name, y, self.support)
-
-    def check(self, y, eta, **extra) -> None:
-        """Check shapes (always) and values (when concrete) of log_prob inputs."""
-        ys, es = jnp.shape(y), jnp.shape(eta)
-        want = es[:-1] if self.eta_has_axis else es
-        if self.eta_has_axis and (len(es) == 0 or es[-1] != self.eta_dim):
-            raise ValueError(
-                f"{self.name}: eta must have a trailing axis of size {self.eta_dim} "
-                f"(one logit per non-reference class); got shape {es}."
-            )
-        try:
-            jnp.broadcast_shapes(ys, want)
-            ok = len(ys) == len(want)  # (n,) against (n, 1) is no silent outer product
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"{self.name}: y has shape {ys} but eta has shape {es}; "
-                "they must match (one eta per observation)."
-            )
-        _checks.require_finite("eta", eta, self.name)
-        for k in self.extra_names:
-            _checks.require_positive(k, extra[k], self.name)
-        self.check_y(y, **{k: extra[k] for k in self.data_names})
-
-    # -- helpers used by the fitting engine ----------------------------------
-    def mean(self, eta: jax.Array) -> jax.Array:
-        """Inverse link: the mean (or location) of y given eta."""
-        return eta
-
-    def working_response(self, y: jax.Array, trials=None) -> jax.Array:
-        """A transformed y whose regression on X gives starting coefficients."""
-        return y
-
-    def init_extra(self, y, mu, w=None) -> dict:
-        """Moment-based starting values of the extra parameters.
-
-        ``w``: frequency weights (rows with weight 0 are ignored); ``None``
-        weighs every row 1.
-        """
-        return {}
+#: StudentT degrees of freedom are capped here; reaching it means "use Gaussian".
+STUDENT_T_DF_MAX = 1000.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,45 +29,67 @@ class Gaussian(Family):
 
     loss_name: ClassVar[str] = "mse"
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
+    newton_engine: ClassVar[str] = "lstsq"
+    ols_convention: ClassVar[bool] = True
 
     def _log_prob(self, y, eta, scale):
         z = (y - eta) / scale
         return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
 
+    def working_response(self, y, **data):
+        return y
+
     def init_extra(self, y, mu, w=None):
         return {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
 
+    def loss_constants(self, y, **extra):
+        n, dt = _n_dtype(y)
+        s2 = jnp.asarray(extra["scale"], dt) ** 2
+        return 1.0 / (2.0 * s2), 0.5 * n * (_LOG_2PI + jnp.log(s2))
+
+
+class _Binary(Family):
+    """Shared by Bernoulli and Binomial: logit link, separation at 0 and the top."""
+
+    support: ClassVar[str] = "binary"
+    convex: ClassVar[bool] = True
+    can_separate: ClassVar[bool] = True
+
+    def mean(self, eta):
+        return jax.nn.sigmoid(eta)
+
+    def separation_signs(self, y, **data):
+        top = 1.0 if data.get("trials") is None else np.asarray(data["trials"], float)
+        return np.where(y <= 0, -1.0, np.where(y >= top, 1.0, 0.0))
+
 
 @dataclasses.dataclass(frozen=True)
-class Bernoulli(Family):
+class Bernoulli(_Binary):
     """Binary y in {0, 1}, logit link: ``log p = y*eta - softplus(eta)`` (BCE).
 
     Evaluated as ``-y*softplus(-eta) - (1-y)*softplus(eta)``: the same value
     without cancellation, so ``log p`` near 0 (y=1, eta=30) stays accurate.
+    Newton starts from ``eta = 0``.
     """
 
     loss_name: ClassVar[str] = "bce_with_logits"
-    support: ClassVar[str] = "binary"
 
     def _log_prob(self, y, eta):
         sp, sn = _softplus_pair(eta)
         return -y * sn - (1.0 - y) * sp
 
-    def _nll_derivs(self, y, eta):
+    def nll_derivs(self, y, eta, **data):
         """First and second derivative of ``-log p`` in ``eta`` (canonical link)."""
         mu = jax.nn.sigmoid(eta)
         return mu - y, mu * (1.0 - mu)
 
-    def mean(self, eta):
-        return jax.nn.sigmoid(eta)
-
-    def working_response(self, y, trials=None):
-        p = (y + 0.5) / 2.0
-        return jnp.log(p) - jnp.log1p(-p)
+    def loss_constants(self, y, **extra):
+        _, dt = _n_dtype(y)
+        return jnp.ones((), dt), jnp.zeros((), dt)
 
 
 @dataclasses.dataclass(frozen=True)
-class Binomial(Family):
+class Binomial(_Binary):
     """Successes y out of ``trials``, logit link, binomial coefficient included."""
 
     support: ClassVar[str] = "bounded_count"
@@ -200,8 +103,6 @@ class Binomial(Family):
         t = _checks.concrete(trials)
         if t is not None:
             _checks.require_finite("trials", t, self.name)
-            import numpy as np
-
             if not (np.all(np.floor(t) == t) and np.all(t >= 0)):
                 bad = np.flatnonzero(~((np.floor(t) == t) & (t >= 0)))[0]
                 raise ValueError(
@@ -211,23 +112,20 @@ class Binomial(Family):
         _checks.require_support(self.name, y, "bounded_count", upper=trials)
 
     def _log_prob(self, y, eta, trials):
-        return self._log_prob_kernel(y, eta, trials) + self._log_prob_const(y, trials)
+        return self.log_prob_kernel(y, eta, trials) + self.log_prob_const(y, trials)
 
-    def _log_prob_kernel(self, y, eta, trials):
+    def log_prob_kernel(self, y, eta, trials):
         # y*eta - trials*softplus(eta), without cancellation (see Bernoulli)
         sp, sn = _softplus_pair(eta)
         return -y * sn - (trials - y) * sp
 
-    def _log_prob_const(self, y, trials):
+    def log_prob_const(self, y, trials):
         """log C(trials, y): free of parameters (summed once per fit)."""
         return gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
 
-    def _nll_derivs(self, y, eta, trials):
+    def nll_derivs(self, y, eta, trials):
         mu = jax.nn.sigmoid(eta)
         return trials * mu - y, trials * mu * (1.0 - mu)
-
-    def mean(self, eta):
-        return jax.nn.sigmoid(eta)
 
     def working_response(self, y, trials=None):
         p = (y + 0.5) / (trials + 1.0)
@@ -239,13 +137,15 @@ class Categorical(Family):
     """Class labels 0..K-1, softmax link with class 0 as reference (logit 0).
 
     ``eta`` has shape ``(n, K-1)``; its NLL is softmax cross-entropy with
-    logits ``[0, eta]``.
+    logits ``[0, eta]``. Newton starts from ``eta = 0``.
     """
 
     n_classes: int = 2
     loss_name: ClassVar[str] = "softmax_cross_entropy"
     support: ClassVar[str] = "labels"
     eta_has_axis: ClassVar[bool] = True
+    convex: ClassVar[bool] = True
+    can_separate: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
@@ -257,7 +157,10 @@ class Categorical(Family):
     def eta_dim(self) -> int:
         return self.n_classes - 1
 
-    def check_y(self, y, trials=None) -> None:
+    def _label_count(self):
+        return self.n_classes
+
+    def check_y(self, y, **data) -> None:
         _checks.require_support(self.name, y, "labels", upper=self.n_classes)
 
     def logits(self, eta):
@@ -271,33 +174,54 @@ class Categorical(Family):
     def mean(self, eta):
         return jax.nn.softmax(self.logits(eta), axis=-1)
 
+    def loss_input(self, eta):
+        return self.logits(eta)
 
-@dataclasses.dataclass(frozen=True)
-class Poisson(Family):
-    """Counts, log link: ``log p = y*eta - exp(eta) - log(y!)`` (Poisson NLL)."""
+    def loss_constants(self, y, **extra):
+        _, dt = _n_dtype(y)
+        return jnp.ones((), dt), jnp.zeros((), dt)
 
-    loss_name: ClassVar[str] = "poisson_nll"
+
+class _Counts(Family):
+    """Shared by Poisson and NegativeBinomial: log link, ``-log y!`` split out."""
+
     support: ClassVar[str] = "count"
+    can_separate: ClassVar[bool] = True
 
-    def _log_prob(self, y, eta):
-        return self._log_prob_kernel(y, eta) + self._log_prob_const(y)
-
-    def _log_prob_kernel(self, y, eta):
-        return y * eta - jnp.exp(eta)
-
-    def _log_prob_const(self, y):
+    def log_prob_const(self, y, **data):
         """-log(y!): free of parameters (summed once per fit)."""
         return -gammaln(y + 1.0)
-
-    def _nll_derivs(self, y, eta):
-        mu = jnp.exp(eta)
-        return mu - y, mu
 
     def mean(self, eta):
         return jnp.exp(eta)
 
-    def working_response(self, y, trials=None):
+    def working_response(self, y, **data):
         return jnp.log(y + 0.5)
+
+    def separation_signs(self, y, **data):
+        return np.where(y <= 0, -1.0, 0.0)  # zeros can be driven to mean 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson(_Counts):
+    """Counts, log link: ``log p = y*eta - exp(eta) - log(y!)`` (Poisson NLL)."""
+
+    loss_name: ClassVar[str] = "poisson_nll"
+    convex: ClassVar[bool] = True
+
+    def _log_prob(self, y, eta):
+        return self.log_prob_kernel(y, eta) + self.log_prob_const(y)
+
+    def log_prob_kernel(self, y, eta):
+        return y * eta - jnp.exp(eta)
+
+    def nll_derivs(self, y, eta, **data):
+        mu = jnp.exp(eta)
+        return mu - y, mu
+
+    def loss_constants(self, y, **extra):
+        _, dt = _n_dtype(y)
+        return jnp.ones((), dt), jnp.sum(gammaln(jnp.asarray(y, dt) + 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,22 +229,44 @@ class Laplace(Family):
     """Double-exponential noise, identity link (median): NLL is L1 / LAD.
 
     The derivative in eta at a zero residual is 0, as for ``losses.l1`` (and
-    PyTorch's ``l1_loss``), so the NLL and L1 gradients agree everywhere.
+    PyTorch's ``l1_loss``), so the NLL and L1 gradients agree everywhere. The
+    log-likelihood is not smooth: standard errors use the expected information
+    (``b^2 (X'WX)^-1`` and ``b^2 / n``) whichever solver fitted it.
     """
 
     loss_name: ClassVar[str] = "l1"
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
+    smooth: ClassVar[bool] = False
+    newton_engine: ClassVar[str] = "lad"
 
     def _log_prob(self, y, eta, scale):
         return -_abs(y - eta) / scale - jnp.log(2.0 * scale)
 
+    def working_response(self, y, **data):
+        return y
+
     def init_extra(self, y, mu, w=None):
         return {"scale": _wmean(jnp.abs(y - mu), w)}
+
+    def expected_nll_hessian(self, eta, scale):
+        # E[d2/deta2] = 1/b^2, E[d2/db2] = 2 E|r|/b^3 - 1/b^2 = 1/b^2, cross 0
+        h = jnp.broadcast_to(1.0 / scale**2, eta.shape)
+        z = jnp.zeros_like(h)
+        return jnp.stack([jnp.stack([h, z], -1), jnp.stack([z, h], -1)], -2)
+
+    def loss_constants(self, y, **extra):
+        _, dt = _n_dtype(y)
+        b = jnp.asarray(extra["scale"], dt)
+        return 1.0 / b, jnp.shape(y)[0] * jnp.log(2.0 * b)
 
 
 @dataclasses.dataclass(frozen=True)
 class StudentT(Family):
-    """Student-t noise, identity link; ``df=None`` estimates the degrees of freedom."""
+    """Student-t noise, identity link; ``df=None`` estimates the degrees of freedom.
+
+    An estimated ``df`` is capped at ``STUDENT_T_DF_MAX``: reaching it stops
+    the fit with ``converged=False`` and a warning suggesting ``Gaussian``.
+    """
 
     df: float | None = None
 
@@ -335,6 +281,16 @@ class StudentT(Family):
     def extra_names(self) -> tuple[str, ...]:  # type: ignore[override]  # per-instance
         return ("scale",) if self.df is not None else ("scale", "df")
 
+    @property
+    def extra_upper(self) -> dict[str, float]:
+        return {} if self.df is not None else {"df": STUDENT_T_DF_MAX}
+
+    def bound_message(self) -> str:
+        return (
+            f"StudentT: df reached its bound {STUDENT_T_DF_MAX:g}; the noise looks "
+            "Gaussian: fit mj.families.Gaussian() instead. converged=False."
+        )
+
     def _log_prob(self, y, eta, scale, df=None):
         df = jnp.asarray(self.df, eta.dtype) if df is None else df
         z = (y - eta) / scale
@@ -345,11 +301,18 @@ class StudentT(Family):
             - 0.5 * (df + 1.0) * jnp.log1p(z * z / df)
         )
 
+    def working_response(self, y, **data):
+        return y
+
     def init_extra(self, y, mu, w=None):
         out = {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
         if self.df is None:
             out["df"] = jnp.asarray(10.0, out["scale"].dtype)
         return out
+
+
+def _n_dtype(y) -> tuple[int, jnp.dtype]:
+    return jnp.shape(y)[0], jnp.result_type(jnp.asarray(y), float)
 
 
 def _wmean(x: jax.Array, w) -> jax.Array:
@@ -399,7 +362,7 @@ class Gamma(Family):
     def mean(self, eta):
         return jnp.exp(eta)
 
-    def working_response(self, y, trials=None):
+    def working_response(self, y, **data):
         return jnp.log(y)
 
     def init_extra(self, y, mu, w=None):
@@ -408,7 +371,7 @@ class Gamma(Family):
 
 
 @dataclasses.dataclass(frozen=True)
-class NegativeBinomial(Family):
+class NegativeBinomial(_Counts):
     """Overdispersed counts (NB2), log link: variance ``mu + alpha mu^2``.
 
     With ``r = 1/alpha``: ``log p = lgamma(y+r) - lgamma(r) - log(y!)
@@ -417,27 +380,16 @@ class NegativeBinomial(Family):
     neither cancels for small ``alpha*mu`` nor overflows for large ``|eta|``.
     """
 
-    support: ClassVar[str] = "count"
     extra_names: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def _log_prob(self, y, eta, alpha):
-        return self._log_prob_kernel(y, eta, alpha) + self._log_prob_const(y)
+        return self.log_prob_kernel(y, eta, alpha) + self.log_prob_const(y)
 
-    def _log_prob_kernel(self, y, eta, alpha):
+    def log_prob_kernel(self, y, eta, alpha):
         r = 1.0 / alpha
         t = eta + jnp.log(alpha)  # log(alpha * mu)
         sp, sn = _softplus_pair(t)
         return gammaln(y + r) - gammaln(r) - r * sp - y * sn
-
-    def _log_prob_const(self, y):
-        """-log(y!): free of parameters (summed once per fit)."""
-        return -gammaln(y + 1.0)
-
-    def mean(self, eta):
-        return jnp.exp(eta)
-
-    def working_response(self, y, trials=None):
-        return jnp.log(y + 0.5)
 
     def init_extra(self, y, mu, w=None):
         a = _wmean(((y - mu) ** 2 - mu) / mu**2, w)

@@ -1,0 +1,198 @@
+"""Private numerics, each written once: stable log-likelihood pieces and exact sums.
+
+* :func:`softplus_pair`, :func:`log_softmax_at`, :func:`abs0`: the stable
+  forms the losses and the families share.
+* :func:`pow2_scale`, :func:`pow2_from_norms`: column equilibration by powers
+  of two (the scaling itself rounds nothing).
+* Error-free transformations (:func:`split`, :func:`two_sum`) and what is
+  built from them: :func:`tree_sum2` (sums in about twice the working
+  precision), :func:`dd_residual_rows` and :func:`dd_cross_rows` (Ogita-Rump-
+  Oishi ``Dot2`` with exact half-products, immune to FMA contraction).
+
+References:
+  Ogita, Rump & Oishi (2005), Accurate sum and dot product, SIAM J. Sci. Comput.
+  Dekker (1971), A floating-point technique for extending the available precision.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+__all__ = [
+    "softplus_pair",
+    "log_softmax_at",
+    "abs0",
+    "pow2_scale",
+    "pow2_from_norms",
+    "split",
+    "two_sum",
+    "tree_sum2",
+    "dd_residual_rows",
+    "dd_cross_rows",
+]
+
+
+# -- stable pieces of log-likelihoods -----------------------------------------
+@jax.custom_jvp
+def softplus_pair(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(softplus(x), softplus(-x))`` from one ``log1p(exp(-|x|))``.
+
+    Both are ``max(+-x, 0) + log1p(exp(-|x|))``: the same values as
+    ``jax.nn.softplus`` (no cancellation, no overflow), at half the cost of
+    two calls (the float64 logarithm dominates in XLA on CPU). The derivative
+    rule keeps the kinks of ``max`` and ``abs`` out of ``grad`` (exact
+    ``sigmoid`` at ``x = 0`` too) and is itself differentiable.
+    """
+    a = jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return jnp.maximum(x, 0.0) + a, jnp.maximum(-x, 0.0) + a
+
+
+@softplus_pair.defjvp
+def _softplus_pair_jvp(
+    primals: tuple[jax.Array], tangents: tuple[jax.Array]
+) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    (x,), (t,) = primals, tangents
+    return softplus_pair(x), (jax.nn.sigmoid(x) * t, -jax.nn.sigmoid(-x) * t)
+
+
+def log_softmax_at(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """``log_softmax(logits)[..., label]`` to full relative accuracy.
+
+    Computed as ``-softplus(logsumexp_{k != label} z_k - z_label)``, so the
+    log-probability of a dominant class (``~ -1e-13`` at a logit gap of 30)
+    keeps its relative accuracy, which ``z - logsumexp(z)`` loses.
+
+    Args:
+      logits: shape ``(..., K)``.
+      labels: integer class labels of shape ``(...)`` in ``0..K-1``.
+
+    Returns:
+      Shape ``(...)``.
+    """
+    k = logits.shape[-1]
+    is_label = jax.nn.one_hot(labels.astype(jnp.int32), k, dtype=jnp.bool_)
+    z_label = jnp.sum(jnp.where(is_label, logits, 0.0), axis=-1)
+    others = logsumexp(logits, axis=-1, where=~is_label)
+    return -jax.nn.softplus(others - z_label)
+
+
+def abs0(d: jax.Array) -> jax.Array:
+    """``|d|`` with derivative ``sign(d)``: 0 at ``d == 0``, as in PyTorch.
+
+    ``jax.grad(jnp.abs)(0.0)`` is 1; here it is 0, so a zero residual pulls
+    neither way.
+    """
+    return jax.lax.stop_gradient(jnp.sign(d)) * d
+
+
+# -- power-of-two equilibration -----------------------------------------------
+def pow2_from_norms(norms: jax.Array) -> jax.Array:
+    """Powers of two ``2^-round(log2 norms)``: 1 where a norm is 0 or NaN.
+
+    ``ldexp`` is exact; ``exp2`` may be evaluated as ``exp(x log 2)`` and round.
+    """
+    e = jnp.where(norms > 0, jnp.round(jnp.log2(jnp.where(norms > 0, norms, 1.0))), 0.0)
+    return jnp.ldexp(jnp.ones((), norms.dtype), (-e).astype(jnp.int32))
+
+
+def pow2_scale(X: jax.Array) -> jax.Array:
+    """Per-column powers of two close to ``1/||x_j||`` (1 for zero columns).
+
+    ``X * pow2_scale(X)[None, :]`` has columns of norm in ``[1/sqrt2, sqrt2]``
+    and, barring underflow, rounds nothing: it changes exponents only.
+    """
+    return pow2_from_norms(jnp.sqrt(jnp.sum(X * X, axis=0)))
+
+
+# -- error-free transformations (no FMA needed: Veltkamp/Dekker splitting) ----
+def split(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Dekker split ``a = hi + lo`` into halves of at most 26 (float64) bits.
+
+    ``hi`` is ``a`` rounded to nearest at half its mantissa by
+    ``lax.reduce_precision`` (bit arithmetic), not by Veltkamp's
+    ``c - (c - a)``, which a compiler that contracts to FMA silently breaks.
+    The product of two halves is exact.
+    """
+    finfo = jnp.finfo(a.dtype)
+    half = (finfo.nmant + 1) // 2 - 1  # 25 explicit bits for float64, 11 for float32
+    hi = jax.lax.reduce_precision(a, exponent_bits=finfo.nexp, mantissa_bits=half)
+    return hi, a - hi
+
+
+def two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Knuth's TwoSum: ``s = fl(a + b)`` and its rounding error, ``a + b = s + err``."""
+    s = a + b
+    bb = s - a
+    err = (a - (s - bb)) + (b - bb)
+    return s, err
+
+
+def tree_sum2(
+    terms: jax.Array, axis: int, radix: int = 8
+) -> tuple[jax.Array, jax.Array]:
+    """Sums of ``terms (m, k)`` along ``axis`` as ``(s, e)``, in ~2x the precision.
+
+    Each level cascades TwoSum over ``radix`` contiguous slabs of whole rows
+    (``axis=0``) or of column ranges (``axis=1``), so every operation is a
+    vectorised add, and the rounding errors travel along in ``e`` (error
+    ``~eps^2 sum|terms|``). Fewer, wider levels than a binary tree of strided
+    slices: 2-3x faster to compile and to run. (A ``lax.scan`` formulation was
+    measured to lose the error-free property on XLA:CPU.)
+    """
+
+    def slab(a: jax.Array, lo: int, hi: int) -> jax.Array:
+        return a[lo:hi] if axis == 0 else a[:, lo:hi]
+
+    errs = jnp.zeros_like(terms)
+    while terms.shape[axis] > 1:
+        m = terms.shape[axis]
+        k = min(radix, m)
+        h = -(-m // k)
+        if h * k != m:
+            pad = [(0, 0), (0, 0)]
+            pad[axis] = (0, h * k - m)
+            terms, errs = jnp.pad(terms, pad), jnp.pad(errs, pad)
+        s, err = slab(terms, 0, h), slab(errs, 0, h)
+        for j in range(1, k):
+            s, e = two_sum(s, slab(terms, j * h, (j + 1) * h))
+            err = err + slab(errs, j * h, (j + 1) * h) + e
+        terms, errs = s, err
+    return (terms[0], errs[0]) if axis == 0 else (terms[:, 0], errs[:, 0])
+
+
+def dd_residual_rows(
+    consts: jax.Array, ah: jax.Array, al: jax.Array, zh: jax.Array, zl: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``sum(consts, 1) + (ah + al) @ (zh + zl)`` by Dot2, as a pair ``(hi, lo)``.
+
+    ``consts`` is ``(m, k)``, constants for the ``m`` rows; ``(ah, al)`` and
+    ``(zh, zl)`` are :func:`split` halves, so the four half-products are exact
+    (26 x 26 bits) and a compiler that contracts multiply-adds cannot change them.
+    """
+    terms = jnp.concatenate(
+        [
+            consts,
+            ah * zh[None, :],
+            ah * zl[None, :],
+            al * zh[None, :],
+            al * zl[None, :],
+        ],
+        axis=1,
+    )
+    s, e = tree_sum2(terms, 1)
+    hi = s + e
+    return hi, e - (hi - s)
+
+
+def dd_cross_rows(
+    ah: jax.Array, al: jax.Array, r: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``A' r`` over the rows of a block by Dot2 (exact half-products) as ``(s, e)``.
+
+    ``(ah, al)`` are the :func:`split` halves of ``A (m, p)``; ``r`` is ``(m,)``.
+    """
+    rh, rl = split(r)
+    rh, rl = rh[:, None], rl[:, None]
+    return tree_sum2(jnp.concatenate([ah * rh, ah * rl, al * rh, al * rl]), 0)

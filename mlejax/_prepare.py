@@ -1,0 +1,183 @@
+"""Input coercion and validation for ``fit``: everything before compilation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mlejax import _checks, linalg
+from mlejax import families as fam
+
+__all__ = [
+    "prepare",
+    "check_solver",
+    "check_tol_max_iter",
+    "as_array",
+    "names_of",
+    "is_traced",
+    "no_grad_error",
+]
+
+
+def is_traced(*arrays) -> bool:
+    """Whether any argument is a tracer (the caller's jit/vmap/grad)."""
+    return any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def names_of(X) -> tuple[str, ...] | None:
+    cols = getattr(X, "columns", None)
+    return tuple(str(c) for c in cols) if cols is not None else None
+
+
+def as_array(name: str, a, dtype=None):
+    if a is None:
+        return None
+    if hasattr(a, "to_numpy"):
+        a = a.to_numpy()
+    if isinstance(a, jax.core.Tracer | jax.Array):
+        arr = a
+    else:
+        _checks.warn_x64_truncation(
+            name, np.asarray(a) if not isinstance(a, np.ndarray) else a
+        )
+        arr = np.asarray(a)
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype.kind in "fc" else jnp.result_type(float)
+    if isinstance(arr, np.ndarray):
+        return _to_device(arr, jax.dtypes.canonicalize_dtype(dtype))
+    return jnp.asarray(arr, dtype)
+
+
+def _to_device(arr: np.ndarray, dtype) -> jax.Array:
+    """A NumPy array on the default device, without a copy where possible.
+
+    A C-contiguous array of the right dtype in 64-byte aligned memory is used
+    in place on the CPU (JAX arrays are immutable and the fit has finished
+    with it before ``fit`` returns); otherwise it is copied once
+    (``device_put`` copies faster than ``jnp.asarray``, which matters for a
+    large ``X``).
+    """
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    try:
+        return jax.device_put(arr, may_alias=True)
+    except TypeError:  # a JAX without may_alias
+        return jax.device_put(arr)
+
+
+def prepare(X, y, family, weights, offset, trials):
+    """Host-side coercion and checks; ``(X, y, weights, offset, trials, names)``.
+
+    Everything that can be judged before compilation is (shapes, dtypes,
+    finiteness, support, weights, identifiability, rank); under the caller's
+    ``jit``/``vmap`` only what is concrete is checked.
+    """
+    if not isinstance(family, fam.Family):
+        raise TypeError(
+            f"family must be an mlejax family such as mj.families.Bernoulli(); got {family!r}."
+        )
+    names = names_of(X)
+    for nm, a in (("X", X), ("y", y), ("weights", weights), ("offset", offset),
+                  ("trials", trials)):
+        _checks.require_real_dtype(nm, a)
+    host_checked = set()
+    for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
+        if isinstance(a, np.ndarray) and a.dtype.kind in "fc":
+            _checks.require_finite(nm, a)  # on the host copy: no device round trip
+            host_checked.add(nm)
+    X = as_array("X", X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-D (n, p); got shape {X.shape}. Use X[:, None] for one column."
+        )
+    dtype = X.dtype
+    y = as_array("y", y, dtype)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (n,); got shape {y.shape}.")
+    weights = as_array("weights", weights, dtype)
+    offset = as_array("offset", offset, dtype)
+    trials = as_array("trials", trials, dtype)
+    for nm, a in (("weights", weights), ("offset", offset), ("trials", trials)):
+        if a is not None and a.ndim != 1:
+            raise ValueError(f"{nm} must be 1-D (n,); got shape {a.shape}.")
+    _checks.require_same_length(
+        f"{family.name} fit", X=X, y=y, weights=weights, offset=offset, trials=trials
+    )
+    n, p = X.shape
+    if n == 0:
+        raise ValueError("the dataset is empty (n = 0 rows); nothing to fit.")
+    if p == 0:
+        raise ValueError(
+            "X has no columns (p = 0); add at least an intercept (mj.add_constant)."
+        )
+    for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
+        if nm not in host_checked:
+            _checks.require_finite(nm, a)
+    takes_trials = "trials" in family.data_names
+    if takes_trials and trials is None:
+        raise ValueError(
+            f"{family.name}: trials= is required (number of trials per row)."
+        )
+    if trials is not None and not takes_trials:
+        raise ValueError(f"trials= is only for Binomial, not {family.name}.")
+    family.check_y(y, **({"trials": trials} if takes_trials else {}))
+    wc = _checks.concrete(weights)
+    if wc is not None and (wc < 0).any():
+        i = int(np.flatnonzero(wc < 0)[0])
+        raise ValueError(
+            f"weights must be non-negative frequency weights; weights[{i}] = {wc[i].item()!r}."
+        )
+    nobs = n if wc is None else float(wc.sum())
+    k = p * family.eta_dim + len(family.extra_names)
+    if wc is not None or not isinstance(X, jax.core.Tracer):
+        n_eff = nobs if wc is None else float((wc > 0).sum())
+        if n_eff < k:
+            raise ValueError(
+                f"more parameters ({k}) than observations with positive weight ({n_eff:g}); "
+                "the model is not identified."
+            )
+    if weights is None:
+        weights = jnp.ones(n, dtype)
+    if offset is None:
+        offset = jnp.zeros(n, dtype)
+    Xc = _checks.concrete(X) if n * p * p <= 2e8 else None
+    if Xc is not None and wc is not None:
+        Xc = Xc[wc > 0]
+    if Xc is not None:
+        linalg.check_rank(Xc, names)
+    return X, y, weights, offset, trials, names
+
+
+def check_solver(solver) -> None:
+    if isinstance(solver, str):
+        if solver not in ("newton", "lbfgs"):
+            raise ValueError(
+                f"solver must be 'newton', 'lbfgs' or an optax.GradientTransformation; got {solver!r}."
+            )
+    elif not isinstance(solver, optax.GradientTransformation):
+        raise TypeError(
+            "solver must be 'newton', 'lbfgs' or an optax.GradientTransformation; "
+            f"got {type(solver).__name__}."
+        )
+
+
+def check_tol_max_iter(tol, max_iter) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer):
+        raise TypeError(f"max_iter must be an int (static); got {max_iter!r}.")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
+    t = _checks.concrete(tol)
+    if t is not None and (np.ndim(t) != 0 or not np.isfinite(t) or t <= 0):
+        raise ValueError(f"tol must be a positive finite scalar; got {tol!r}.")
+
+
+def no_grad_error(name: str) -> NotImplementedError:
+    """The error for ``jax.grad``/``jvp`` through a fit (until fits are differentiable)."""
+    return NotImplementedError(
+        f"differentiating through mj.{name} (jax.grad/jvp of a fit) is not "
+        "supported yet: the solver loop cannot be differentiated, and fits "
+        "differentiable by the implicit function theorem are still to come. "
+        "Differentiate the log-likelihood at res.params instead."
+    )

@@ -1,0 +1,47 @@
+"""Engines: one traced fit of a regression likelihood each, a typed result.
+
+* :mod:`~mlejax.engines.glm`: Newton over row blocks (or a first-order solver)
+  on :func:`mlejax.objective.make_glm`, for every family;
+* :mod:`~mlejax.engines.lstsq`: Gaussian with ``solver="newton"``: the
+  accurate least-squares solve of :func:`mlejax.ols`;
+* :mod:`~mlejax.engines.lad`: Laplace with ``solver="newton"``: exact LAD;
+* :mod:`~mlejax.engines.likelihood`: ``fit_likelihood`` over any pytree.
+
+A family picks its Newton engine with ``Family.newton_engine``; every engine
+gets its covariance from :mod:`mlejax.inference`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+
+class EngineResult(NamedTuple):
+    """What an engine returns (inside the trace); ``fit`` makes a FitResult."""
+
+    params: jax.Array
+    extra: dict
+    extra_stderr: dict
+    cov: jax.Array
+    stderr: jax.Array
+    loglik: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    status: jax.Array
+    trace: jax.Array
+    #: equilibrated R factor for the host-side rank check (lstsq), else None
+    r_eq: jax.Array | None = None
+
+
+def run(family, data, solver, tol, max_iter: int) -> tuple[EngineResult, str]:
+    """The engine for ``family`` and ``solver``, and the solver's reported name."""
+    from mlejax.engines import glm, lad, lstsq
+
+    if solver == "newton" and family.newton_engine == "lstsq":
+        return lstsq.fit(family, data), "qr"
+    if solver == "newton" and family.newton_engine == "lad":
+        return lad.fit(family, data, tol, max_iter), "irls-lad"
+    name = solver if isinstance(solver, str) else "optax"
+    return glm.fit(family, data, solver, tol, max_iter), name

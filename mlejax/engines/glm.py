@@ -1,0 +1,194 @@
+"""Every family by Newton on the row-block objective, or by a first-order solver.
+
+Start values come from the family's contract (``working_response``, ``mean``,
+``init_extra``); for ``n >= SUBSAMPLE_MIN_ROWS`` Newton starts from the fit on a
+strided subsample, whose scaled Hessian drives the first steps. After the
+solve, the information comes from :mod:`mlejax.inference` (observed, or the
+family's expected information when its log-likelihood is not smooth), and
+the fit is checked for separation (discrete families) and for extras at
+their bounds (``Family.extra_upper``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from mlejax import _math, inference, objective
+from mlejax.engines import EngineResult
+from mlejax.objective import GLMData
+from mlejax.solvers import lbfgs, newton_loop, optax_loop
+from mlejax.status import Status
+
+#: a row whose fitted log-probability exceeds -SEPARATION_TOL is fitted perfectly
+SEPARATION_TOL = 1e-11
+#: Newton on a strided subsample first when n is at least this large
+SUBSAMPLE_MIN_ROWS = 131_072
+#: rows of that subsample (about)
+SUBSAMPLE_ROWS = 32_768
+
+
+def quick_lstsq(X: jax.Array, z: jax.Array, w: jax.Array) -> jax.Array:
+    """Weighted normal equations in equilibrated form (starting values only)."""
+    d = _math.pow2_scale(X)
+    A = X * d[None, :]
+    G = A.T @ (A * w[:, None])
+    G = G + 1e-10 * jnp.trace(G) / G.shape[0] * jnp.eye(G.shape[0], dtype=G.dtype)
+    L = jnp.linalg.cholesky(G)
+    b = jax.scipy.linalg.cho_solve((L, True), A.T @ (w * z))
+    return jnp.where(jnp.isfinite(b), b, 0.0) * d
+
+
+def _data_kw(trials) -> dict:
+    return {} if trials is None else {"trials": trials}
+
+
+def start_values(family, data: GLMData, p: int) -> jax.Array:
+    """Starting ``theta``: a regression of the working response, log extras."""
+    X, y, w, offset, trials = data
+    nb = p * family.eta_dim
+    dtype = X.dtype
+    z = family.working_response(y, **_data_kw(trials))
+    if z is None:  # start at eta = 0
+        beta0, mu0 = jnp.zeros(nb, dtype), None
+    else:
+        beta0 = quick_lstsq(X, z - offset, w)
+        mu0 = family.mean(X @ beta0 + offset)
+    if not family.extra_names:
+        return beta0
+    # Frequency-weighted moments: zero-weight rows (buckets=True padding) and
+    # replicated rows give the start of the unpadded / replicated data.
+    ex = family.init_extra(y, mu0, w=w)
+    u0 = jnp.log(jnp.stack([jnp.asarray(ex[k], dtype) for k in family.extra_names]))
+    u0 = jnp.where(jnp.isfinite(u0), u0, 0.0)
+    return jnp.concatenate([beta0, u0])
+
+
+def separated(family, data: GLMData, obj, theta) -> jax.Array:
+    """Whether some positive-weight row is predicted with probability ~1."""
+    if not family.can_separate:
+        return jnp.asarray(False)
+    X, y, w, offset, trials = data
+    beta, extra = obj.unpack(theta)
+    logp = family.log_prob_rows(y, obj.eta(theta), **extra, **_data_kw(trials))
+    return jnp.any((w > 0) & (logp > -SEPARATION_TOL))
+
+
+def _projection(family, nb: int):
+    """Clamp the log extras at ``log(extra_upper)`` (None when unbounded)."""
+    caps = [
+        (nb + i, math.log(family.extra_upper[k]))
+        for i, k in enumerate(family.extra_names)
+        if k in family.extra_upper
+    ]
+    if not caps:
+        return None
+
+    def project(theta):
+        for i, cap in caps:
+            theta = theta.at[i].set(jnp.minimum(theta[i], cap))
+        return theta
+
+    return project
+
+
+def _at_bound(family, extra: dict) -> jax.Array:
+    hit = jnp.asarray(False)
+    for k, cap in family.extra_upper.items():
+        hit = hit | (extra[k] >= cap * (1 - 1e-9))
+    return hit
+
+
+def subsample_start(family, data: GLMData, convex: bool, project):
+    """Warm start from the MLE on every k-th row (static k), if it is sound.
+
+    Returns ``(theta, H, ok)``: the subsample's Hessian, scaled by the ratio of
+    the weight totals, approximates the full data's (to about
+    ``sqrt(p / rows)``), so Newton's first steps on the full data need only
+    the score. The subsample fit is rejected (``ok`` False) if it did not
+    converge, is not finite, or predicts some subsample row perfectly (a
+    separated subsample says nothing about the full data); its own start
+    values are returned then.
+    """
+    X, y, w, offset, trials = data
+    k = X.shape[0] // SUBSAMPLE_ROWS
+    sub = GLMData(
+        X[::k], y[::k], w[::k], offset[::k], None if trials is None else trials[::k]
+    )
+    obj = objective.make_glm(family, sub)
+    theta0 = start_values(family, sub, X.shape[1])  # a full-data one costs a Gram
+    out = newton_loop(obj, theta0, tol=1e-6, max_iter=30, convex=convex, project=project)
+    ok = out.converged & jnp.all(jnp.isfinite(out.x))
+    ok = ok & ~separated(family, sub, obj, out.x)
+    scale = jnp.sum(w) / jnp.sum(sub.weights)
+    ok = ok & jnp.all(jnp.isfinite(out.H)) & jnp.isfinite(scale)
+    return jnp.where(ok, out.x, theta0), jnp.where(ok, out.H * scale, 0.0), ok
+
+
+def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
+    """Maximum likelihood over ``theta = [vec(beta), log(extra)]``."""
+    X, y, w, offset, trials = data
+    n, p = X.shape
+    m, nb, q = objective.n_params(family, p)
+    obj = objective.make_glm(family, data)
+    project = _projection(family, nb)
+    convex = family.convex
+    nobs = jnp.sum(w)
+    if solver == "newton":
+        if n >= SUBSAMPLE_MIN_ROWS:
+            theta0, H0, H0_ok = subsample_start(family, data, convex, project)
+        else:
+            theta0, H0, H0_ok = start_values(family, data, p), None, None
+        out = newton_loop(
+            obj,
+            theta0,
+            tol=tol,
+            max_iter=max_iter,
+            convex=convex,
+            project=project,
+            H0=H0,
+            H0_ok=H0_ok,
+        )
+        trace, g, H = out.trace, out.g, out.H
+    else:
+        # First-order solvers work on the mean NLL, so learning rates do not scale with n.
+        mean_nll = lambda th: obj.value(th) / nobs  # noqa: E731
+        theta0 = start_values(family, data, p)
+        if solver == "lbfgs":
+            out = lbfgs(mean_nll, theta0, tol=tol, max_iter=max_iter)
+        else:
+            out = optax_loop(mean_nll, theta0, solver, tol=tol, max_iter=max_iter)
+        trace = out.trace * nobs
+        g, H, _ = obj.evaluate(out.x, True)
+    theta = out.x
+    if family.smooth:
+        info = inference.natural_hessian(H, g, theta, nb)
+    else:  # e.g. Laplace: the observed Hessian says nothing; expected information
+        info = inference.natural_hessian(
+            obj.expected_information(theta), jnp.zeros_like(g), theta, nb
+        )
+    cov_scale = nobs / (nobs - p) if family.ols_convention else 1.0
+    inf = inference.from_information(info, nb, cov_scale)
+    beta, extra = obj.unpack(theta)
+    # The reported log-likelihood from a fresh X @ beta (one pass).
+    loglik = -obj.value_at(obj.eta(theta), theta)
+    status, converged = out.status, out.converged
+    sep = separated(family, data, obj, theta)
+    status = jnp.where(sep, int(Status.SEPARATION), status)
+    bound = _at_bound(family, extra)
+    status = jnp.where(bound, int(Status.BOUND), status)
+    converged = converged & ~sep & ~bound
+    return EngineResult(
+        params=beta,
+        extra=extra,
+        extra_stderr=dict(zip(family.extra_names, inf.extra_stderr, strict=True)),
+        cov=inf.cov,
+        stderr=inf.stderr.reshape(jnp.shape(beta)),
+        loglik=loglik,
+        n_iter=out.n_iter,
+        converged=converged,
+        status=status,
+        trace=trace,
+    )

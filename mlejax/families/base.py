@@ -1,0 +1,281 @@
+"""The family contract: :class:`Family`, the base of every noise model."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlejax import _checks
+
+__all__ = ["Family"]
+
+
+class Family:
+    """Base class of a hashable noise model: the family contract.
+
+    **Required**: the per-observation log-likelihood. Override
+    ``log_prob(y, eta, **extra)`` (user families: it is the whole story) or,
+    to get the host-side input checks of the built-in families for free,
+    ``_log_prob(y, eta, **extra)``. Declare the estimated extra parameters in
+    ``extra_names`` (all positive; the solvers work on their logs), data
+    keywords such as Binomial's ``trials`` in ``data_names``, and the support
+    of ``y`` in ``support``. With that alone ``mj.fit`` gives Newton with the
+    exact Hessian (autodiff of ``log_prob`` per row), standard errors, ``vmap``
+    and shape buckets.
+
+    **Optional** methods give speed or features; each default is derived from
+    ``log_prob`` or is neutral:
+
+    ========================  =================================================
+    ``nll_derivs``            closed-form first/second eta-derivatives of
+                              ``-log p`` (no extras); default: autodiff
+    ``log_prob_const``        the parameter-free part of ``log p`` (``-log y!``),
+                              summed once per fit; with ``log_prob_kernel``
+    ``working_response``      a transformed ``y`` whose regression on ``X``
+                              starts Newton; default: start at ``eta = 0``
+    ``mean``                  inverse link, for start values and predictions
+    ``init_extra``            moment start values of the extras; default 1
+    ``extra_upper``           upper bounds of extras (StudentT ``df``): the
+                              fit stops there with status ``BOUND``
+    ``can_separate``          whether fitted probabilities can reach 1
+                              (discrete families): enables the separation check
+    ``separation_signs``      per-row signs for the host LP that names the
+                              separating columns
+    ``expected_nll_hessian``  per-row expected information, used when the
+                              log-likelihood is not smooth (``smooth = False``)
+    ``pad_value``             a harmless ``y`` for zero-weight padding rows
+    ``loss_input``,           the classic-loss reading of the NLL
+    ``loss_constants``        (``mj.equivalence``)
+    ========================  =================================================
+
+    Class-level flags: ``convex`` (the NLL is convex in the coefficients:
+    Newton needs no safeguard), ``smooth``, ``newton_engine`` (``"newton"``;
+    ``"lstsq"`` for Gaussian's closed form; ``"lad"`` for Laplace's exact LAD),
+    ``ols_convention`` (Gaussian: ``stderr`` from ``RSS / (n - p)``).
+    """
+
+    loss_name: ClassVar[str | None] = None
+    support: ClassVar[str] = "real"
+    extra_names: ClassVar[tuple[str, ...]] = ()
+    #: keywords that are data rather than parameters (e.g. Binomial ``trials``)
+    data_names: ClassVar[tuple[str, ...]] = ()
+    #: whether eta carries a trailing axis of ``eta_dim`` predictors (Categorical,
+    #: even with K=2 where that axis has size 1)
+    eta_has_axis: ClassVar[bool] = False
+    convex: ClassVar[bool] = False
+    smooth: ClassVar[bool] = True
+    can_separate: ClassVar[bool] = False
+    newton_engine: ClassVar[str] = "newton"
+    ols_convention: ClassVar[bool] = False
+    #: set for subclasses that override ``log_prob`` itself (user families)
+    _overrides_log_prob: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "log_prob" in cls.__dict__:
+            cls._overrides_log_prob = True
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def eta_dim(self) -> int:
+        """Number of linear predictors per observation (K-1 for Categorical)."""
+        return 1
+
+    def log_prob(self, y: jax.Array, eta: jax.Array, **extra) -> jax.Array:
+        """Per-observation log-likelihood ``log p(y | eta, **extra)``."""
+        self._check_keywords(extra)
+        self.check(y, eta, **extra)
+        dtype = jnp.result_type(eta, float)
+        y = jnp.asarray(y, dtype)
+        extra = {k: jnp.asarray(v, dtype) for k, v in extra.items()}
+        return self._log_prob(y, jnp.asarray(eta, dtype), **extra)
+
+    def _log_prob(self, y: jax.Array, eta: jax.Array, **extra) -> jax.Array:
+        raise NotImplementedError(
+            f"{self.name} must define log_prob(y, eta, **extra) (the per-observation "
+            "log-likelihood)."
+        )
+
+    def log_prob_rows(self, y: jax.Array, eta: jax.Array, **extra) -> jax.Array:
+        """``log p`` without the host-side checks: what the engine traces."""
+        if self._overrides_log_prob:
+            return self.log_prob(y, eta, **extra)
+        return self._log_prob(y, eta, **extra)
+
+    # -- optional: speed ------------------------------------------------------
+    def nll_derivs(self, y, eta, **data) -> tuple[jax.Array, jax.Array] | None:
+        """``(d/deta, d^2/deta^2)`` of ``-log p`` in closed form, or ``None``.
+
+        Only used for families without extras and without an eta axis; ``None``
+        (the default) means autodiff of :meth:`log_prob_rows`.
+        """
+        return None
+
+    def log_prob_const(self, y, **data) -> jax.Array | None:
+        """The parameter-free part of ``log p`` (``-log y!``), or ``None``.
+
+        When it is not ``None``, :meth:`log_prob_kernel` must be ``log p``
+        minus it: the fit sums the constant once instead of every evaluation.
+        """
+        return None
+
+    def log_prob_kernel(self, y, eta, **kw) -> jax.Array:
+        """``log p - log_prob_const`` (default: ``log p``)."""
+        return self.log_prob_rows(y, eta, **kw)
+
+    # -- optional: start values -------------------------------------------------
+    def mean(self, eta: jax.Array) -> jax.Array:
+        """Inverse link: the mean (or location) of y given eta."""
+        return eta
+
+    def working_response(self, y: jax.Array, **data) -> jax.Array | None:
+        """A transformed y whose regression on X gives starting coefficients.
+
+        ``None`` (the default) starts from ``eta = 0``.
+        """
+        return None
+
+    def init_extra(self, y, mu, w=None) -> dict:
+        """Moment-based starting values of the extra parameters (default 1).
+
+        ``mu`` is the start's mean (``None`` when the start is ``eta = 0``);
+        ``w``: frequency weights (rows with weight 0 are ignored).
+        """
+        dtype = jnp.result_type(y, float)
+        return {k: jnp.ones((), dtype) for k in self.extra_names}
+
+    @property
+    def extra_upper(self) -> dict[str, float]:
+        """Upper bounds of extra parameters; a fit that reaches one stops there."""
+        return {}
+
+    def bound_message(self) -> str:
+        """The warning when an extra parameter reaches its bound."""
+        return (
+            f"{self.name}: an extra parameter reached its bound {self.extra_upper}. "
+            "converged=False."
+        )
+
+    # -- optional: diagnostics ----------------------------------------------------
+    def separation_signs(self, y: np.ndarray, **data) -> np.ndarray | None:
+        """Host side: +1 where y is at the top of its support, -1 at the bottom.
+
+        Rows with sign 0 are interior. A direction ``b`` with ``s_i x_i b >= 0``
+        for every row (and ``x_i b = 0`` for interior rows) separates. ``None``:
+        no linear-programming check (the separation is reported unnamed).
+        """
+        return None
+
+    def in_support(self, y: jax.Array, **data) -> jax.Array:
+        """Traceable: whether each ``y`` lies in the support (for jit/vmap fits)."""
+        return _in_support(self.support, y, data.get("trials"), self._label_count())
+
+    def _label_count(self):
+        return None
+
+    def pad_value(self) -> float:
+        """A harmless ``y`` for a zero-weight padding row (``buckets=True``)."""
+        try:
+            return _PAD_Y[self.support]
+        except KeyError:
+            raise ValueError(
+                f"buckets=True: no padding value for {self.name} (support "
+                f"{self.support!r}); fit without buckets or define pad_value()."
+            ) from None
+
+    # -- optional: inference ----------------------------------------------------
+    def expected_nll_hessian(self, eta: jax.Array, **extra) -> jax.Array | None:
+        """Per-row expected Hessian of ``-log p`` in ``(eta, extras)``, or None.
+
+        Shape ``(n, m + q, m + q)``, extras on their natural scale. Required
+        when ``smooth`` is False (the observed Hessian is not informative).
+        """
+        return None
+
+    # -- optional: the classic-loss reading -------------------------------------
+    def loss_input(self, eta: jax.Array) -> jax.Array:
+        """The classic loss's ``input`` for linear predictor ``eta``."""
+        return eta
+
+    def loss_constants(self, y: jax.Array, **extra) -> tuple[jax.Array, jax.Array]:
+        """``(a, b)`` with ``NLL = a * n * loss + b`` (see :mod:`mlejax.equivalence`)."""
+        raise ValueError(
+            f"{self.name} has no classic machine-learning loss "
+            "(families with one: Gaussian, Bernoulli, Categorical, Poisson, Laplace)."
+        )
+
+    # -- host-side checks -------------------------------------------------
+    def _check_keywords(self, extra) -> None:
+        allowed = set(self.extra_names) | set(self.data_names)
+        unknown = set(extra) - allowed
+        missing = allowed - set(extra)
+        if unknown or missing:
+            raise ValueError(
+                f"{self.name}.log_prob takes keywords {sorted(allowed) or 'none'}; "
+                f"got {sorted(extra) or 'none'}"
+                + (f" (unknown {sorted(unknown)})" if unknown else "")
+                + (f" (missing {sorted(missing)})" if missing else "")
+                + "."
+            )
+
+    def check_y(self, y, **data) -> None:
+        """ValueError if concrete ``y`` lies outside this family's support."""
+        _checks.require_support(self.name, y, self.support)
+
+    def check(self, y, eta, **extra) -> None:
+        """Check shapes (always) and values (when concrete) of log_prob inputs."""
+        ys, es = jnp.shape(y), jnp.shape(eta)
+        want = es[:-1] if self.eta_has_axis else es
+        if self.eta_has_axis and (len(es) == 0 or es[-1] != self.eta_dim):
+            raise ValueError(
+                f"{self.name}: eta must have a trailing axis of size {self.eta_dim} "
+                f"(one logit per non-reference class); got shape {es}."
+            )
+        try:
+            jnp.broadcast_shapes(ys, want)
+            ok = len(ys) == len(want)  # (n,) against (n, 1) is no silent outer product
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{self.name}: y has shape {ys} but eta has shape {es}; "
+                "they must match (one eta per observation)."
+            )
+        _checks.require_finite("eta", eta, self.name)
+        for k in self.extra_names:
+            _checks.require_positive(k, extra[k], self.name)
+        self.check_y(y, **{k: extra[k] for k in self.data_names})
+
+
+#: y of a padding row, per support: in the support, with a finite log_prob
+_PAD_Y = {
+    "real": 0.0,
+    "binary": 0.0,
+    "count": 0.0,
+    "labels": 0.0,
+    "bounded_count": 0.0,  # with trials 0
+    "positive": 1.0,
+}
+
+
+def _in_support(kind: str, y: jax.Array, trials=None, n_labels=None) -> jax.Array:
+    """Traceable twin of :func:`mlejax._checks.require_support` (a bool per row)."""
+    finite = jnp.isfinite(y)
+    integer = jnp.floor(y) == y
+    if kind == "binary":
+        return (y == 0) | (y == 1)
+    if kind == "count":
+        return finite & integer & (y >= 0)
+    if kind == "positive":
+        return finite & (y > 0)
+    if kind == "labels":
+        return integer & (y >= 0) & (y < n_labels)
+    if kind == "bounded_count":
+        return finite & integer & (y >= 0) & (y <= trials)
+    return finite
