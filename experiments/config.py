@@ -20,7 +20,6 @@ expected; bools are never accepted as numbers.
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import tomllib
 import typing
 from pathlib import Path
@@ -35,6 +34,7 @@ __all__ = [
     "load_many",
     "bundled",
     "bundled_path",
+    "CONFIGS_DIR",
     "to_toml",
 ]
 
@@ -273,22 +273,21 @@ def load_many(paths) -> SuiteConfig:
     )
 
 
-def _configs_dir():
-    return importlib.resources.files("configs")
+#: The bundled configs: plain TOML files in the checkout's ``configs/`` folder,
+#: next to the ``experiments`` package (not a Python package, not in the wheel).
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def bundled() -> list[str]:
-    """Names of the TOML configs shipped in the ``configs`` package."""
-    return sorted(
-        p.name.removesuffix(".toml")
-        for p in _configs_dir().iterdir()
-        if p.name.endswith(".toml")
-    )
+    """Names of the TOML configs in the checkout's ``configs/`` folder."""
+    if not CONFIGS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
 
 
 def bundled_path(name: str) -> Path:
     """Path of the bundled config ``name`` (without ``.toml``)."""
-    return Path(str(_configs_dir().joinpath(f"{name}.toml")))
+    return CONFIGS_DIR / f"{name}.toml"
 
 
 def _toml_value(v) -> str:

@@ -117,8 +117,9 @@ def render(results: dict, modules: dict, plots: dict) -> str:
         f"# mlejax run `{run['name']}`",
         "",
         f"Seed {run['seed']}, started {run['started']}, "
-        f"{run.get('seconds', float('nan')):.1f} s in total. "
-        f"JAX {env['jax']} / Optax {env['optax']} on {env['device']} "
+        f"{run.get('seconds', float('nan')):.1f} s of computation in total"
+        + (" (resumed: the units' recorded times)" if run.get("resumed") else "")
+        + f". JAX {env['jax']} / Optax {env['optax']} on {env['device']} "
         f"(x64 {'on' if env['x64'] else 'off'}).",
         "",
         "## Findings",
@@ -132,9 +133,12 @@ def render(results: dict, modules: dict, plots: dict) -> str:
         title, tables = LAYOUT.get(name, (name, []))
         out += [f"## {title} (`{name}`)", "", _intro(modules[name]), ""]
         out += [f"Time: {exp['seconds']:.1f} s.", ""]
+        skipped = exp.get("skipped") or {}
         for table, cols in tables:
             rows = exp["tables"].get(table, [])
-            if rows:
+            if not rows and table in skipped:
+                out += [f"Table `{table}`: not computed. {skipped[table]}", ""]
+            elif rows:
                 out += [
                     f"Table `{table}` (full CSV in `tables/{name}_{table}.csv`):",
                     "",

@@ -8,11 +8,20 @@
 * ``results.json``: every number, plus versions and device (rewritten
   atomically after each experiment, ``"complete": true`` at the end);
 * ``tables/*.csv``, ``plots/*.png`` and ``report.md``.
+
+Timings are the units' own: each line of ``chunks.jsonl`` records the seconds
+its unit took when it ran, and an experiment's ``seconds`` is the sum over its
+units, so ``--resume`` (which skips finished units) never replaces a recorded
+time with the near-zero time of reading it back.
+
+A Ctrl-C during a run raises :class:`RunInterrupted`, a ``KeyboardInterrupt``
+that carries the run directory (the CLI prints the resume command from it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import sys
 import time
@@ -33,7 +42,14 @@ from experiments.writers import (
     write_json,
 )
 
-__all__ = ["run_suite", "environment", "total_units"]
+__all__ = [
+    "run_suite",
+    "environment",
+    "total_units",
+    "with_seed",
+    "find_runs",
+    "RunInterrupted",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -64,6 +80,63 @@ def environment() -> dict:
 
 def total_units(cfg: config.SuiteConfig) -> int:
     return sum(len(EXPERIMENTS[n].units(c)) for n, c in cfg.experiments.items())
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_suite`; ``run_dir`` holds what finished so far."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = Path(run_dir)
+
+
+def with_seed(cfg: config.SuiteConfig, seed: int | None) -> config.SuiteConfig:
+    """``cfg`` with ``[run].seed`` replaced (unchanged when ``seed`` is None)."""
+    if seed is None:
+        return cfg
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
+
+
+def _resolved_body(text: str) -> str:
+    """A resolved ``config.toml`` without its ``# resolved from`` comment."""
+    return "\n".join(
+        line for line in text.splitlines() if not line.startswith("# resolved from")
+    ).strip()
+
+
+def _read_results(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_runs(cfg: config.SuiteConfig, out="runs") -> list[tuple[Path, bool]]:
+    """Earlier runs of exactly this config under ``out``, newest first.
+
+    A run matches when its ``config.toml`` resolves to the same text (same
+    experiments, every size and the seed), wherever the config was read from.
+
+    Returns:
+      ``[(run_dir, complete), ...]``; ``complete`` is ``results.json``'s flag.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    want = _resolved_body(config.to_toml(cfg))
+    found = []
+    for run_dir in out.glob(f"{cfg.run.name}-*"):
+        try:
+            text = (run_dir / "config.toml").read_text()
+        except OSError:
+            continue
+        if _resolved_body(text) != want:
+            continue
+        res = _read_results(run_dir)
+        complete = bool(res and res.get("complete"))
+        found.append((run_dir, complete, (run_dir / "config.toml").stat().st_mtime))
+    found.sort(key=lambda t: (t[2], t[0].name), reverse=True)
+    return [(d, c) for d, c, _ in found]
 
 
 def run_suite(
@@ -102,10 +175,17 @@ def run_suite(
     else:
         if cfg is None:
             cfg = config.load(config.bundled_path("default"))
-        if seed is not None:
-            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
+        cfg = with_seed(cfg, seed)
         run_dir = new_run_dir(out, cfg.run.name)
         atomic_write_text(run_dir / "config.toml", config.to_toml(cfg))
+    try:
+        return _run(cfg, run_dir, resume is not None, t_start, progress, on_chunk)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
+
+
+def _run(cfg, run_dir: Path, resumed: bool, t_start, progress, on_chunk):
+    previous = _read_results(run_dir) if resumed else None
     log = ChunkLog(run_dir / "chunks.jsonl")
     total = total_units(cfg)
     done = [sum(len(log.finished(n)) for n in cfg.experiments)]
@@ -115,8 +195,9 @@ def run_suite(
         "run": {
             "name": cfg.run.name,
             "seed": cfg.run.seed,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "resumed": resume is not None,
+            "started": (previous or {}).get("run", {}).get("started")
+            or time.strftime("%Y-%m-%d %H:%M:%S"),
+            "resumed": resumed,
             "directory": str(run_dir),
         },
         "environment": environment(),
@@ -137,7 +218,6 @@ def run_suite(
             if on_chunk:
                 on_chunk(name, unit, result)
 
-        t0 = time.perf_counter()
         res = core.run(
             module,
             exp_cfg,
@@ -145,18 +225,24 @@ def run_suite(
             completed=log.finished(name),
             on_chunk=record,
         )
-        res["seconds"] = time.perf_counter() - t0
+        # the units' recorded times (a resume reads them back, never re-times)
+        res["seconds"] = sum(log.seconds(name).values())
         res["warnings"] = sorted(
             {w for r in log.finished(name).values() for w in r.get("warnings", [])}
         )
         results["experiments"][name] = res
         for table, rows in res["tables"].items():
+            if not rows:  # not computed: the report says why (res["skipped"])
+                continue
             write_csv(run_dir / "tables" / f"{name}_{table}.csv", rows)
         if hasattr(module, "plot"):
             (run_dir / "plots").mkdir(exist_ok=True)
             plots[name] = module.plot(res, run_dir / "plots")
         write_json(run_dir / "results.json", results)
-    results["run"]["seconds"] = time.perf_counter() - t_start
+    results["run"]["seconds"] = sum(
+        e["seconds"] for e in results["experiments"].values()
+    )
+    results["run"]["wall_seconds"] = time.perf_counter() - t_start
     results["complete"] = True
     write_json(run_dir / "results.json", results)
     text = report.render(results, EXPERIMENTS, plots)

@@ -188,6 +188,15 @@ class ChunkLog:
             if k.startswith(prefix)
         }
 
+    def seconds(self, experiment: str) -> dict[str, float]:
+        """unit -> the seconds it took when it ran (as recorded, never re-timed)."""
+        prefix = f"{experiment}/"
+        return {
+            k[len(prefix) :]: float(rec.get("seconds") or 0.0)
+            for k, rec in self.done.items()
+            if k.startswith(prefix)
+        }
+
     def append(self, experiment: str, unit: str, result: dict, seconds: float) -> None:
         """Record one finished unit; a key already present is never written twice."""
         k = self.key(experiment, unit)

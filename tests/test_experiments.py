@@ -22,6 +22,7 @@ from experiments import gradient_equivalence as ge
 from experiments import linear_vs_ols as lin
 from experiments import logistic_fit as logi
 from experiments import robust_regression as rr
+from experiments import sampling_distribution as sd
 
 KEY = jax.random.key(0)
 
@@ -189,11 +190,20 @@ def test_kill_and_resume_loses_nothing_duplicates_nothing(tmp_path):
             ):
                 assert a["max_abs_diff_vs_newton"] == b["max_abs_diff_vs_newton"]
                 assert a["loglik"] == b["loglik"]
-    # resuming a finished run redoes nothing and writes nothing twice
+    # every experiment's time is the sum of its units' recorded times
+    for name in cfg.experiments:
+        unit_s = [r["seconds"] for r in recs if r["experiment"] == name]
+        assert res["experiments"][name]["seconds"] == pytest.approx(sum(unit_s))
+    timings = {k: e["seconds"] for k, e in res["experiments"].items()}
+    assert min(timings.values()) > 0
+    # resuming a finished run redoes nothing, writes nothing twice, and keeps
+    # the recorded timings (not the near-zero time of reading them back)
     again = []
-    suite.run_suite(resume=run_dir, on_chunk=lambda e, u, r: again.append(u))
+    _, res2 = suite.run_suite(resume=run_dir, on_chunk=lambda e, u, r: again.append(u))
     assert again == []
     assert len((run_dir / "chunks.jsonl").read_text().splitlines()) == total
+    assert {k: e["seconds"] for k, e in res2["experiments"].items()} == timings
+    assert res2["run"]["seconds"] == pytest.approx(sum(timings.values()))
     for f in ("config.toml", "results.json", "report.md"):
         assert (run_dir / f).stat().st_size > 0
     assert json.loads((run_dir / "results.json").read_text())["complete"] is True
@@ -201,6 +211,111 @@ def test_kill_and_resume_loses_nothing_duplicates_nothing(tmp_path):
         "logistic_fit_trace.png",
         "sampling_distribution_coverage.png",
     ]
+
+
+def test_ctrl_c_names_the_run_directory(tmp_path):
+    def ctrl_c(exp, unit, result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(suite.RunInterrupted) as exc:
+        suite.run_suite(_suite("ctrlc"), out=tmp_path, on_chunk=ctrl_c)
+    (run_dir,) = tmp_path.iterdir()
+    assert exc.value.run_dir == run_dir
+    assert isinstance(exc.value, KeyboardInterrupt)
+    assert suite.find_runs(_suite("ctrlc"), tmp_path) == [(run_dir, False)]
+    assert suite.find_runs(_suite("other"), tmp_path) == []
+
+
+def test_missing_torch_is_reported_not_an_empty_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(ge, "torch_available", lambda: False)
+    cfg = config.SuiteConfig(
+        run=config.RunSection(name="notorch"),
+        experiments={"gradient_equivalence": TINY["gradient_equivalence"]},
+    )
+    assert TINY["gradient_equivalence"].torch  # asked for, but absent
+    run_dir, res = suite.run_suite(cfg, out=tmp_path)
+    exp = res["experiments"]["gradient_equivalence"]
+    assert exp["tables"]["torch"] == []
+    assert "torch" not in {r["implementation"] for r in exp["tables"]["gradients"]}
+    assert "not installed" in exp["skipped"]["torch"]
+    assert not (run_dir / "tables" / "gradient_equivalence_torch.csv").exists()
+    assert (run_dir / "tables" / "gradient_equivalence_gradients.csv").exists()
+    report = (run_dir / "report.md").read_text()
+    assert "Table `torch`: not computed. PyTorch is not installed" in report
+    assert "PyTorch comparison skipped" in report  # among the findings
+    # torch = false in the config says that instead
+    off = dataclasses.replace(TINY["gradient_equivalence"], torch=False)
+    (rec,) = [
+        json.loads(s) for s in (run_dir / "chunks.jsonl").read_text().splitlines()
+    ]
+    assert ge.summarize(off, {"Bernoulli": rec["result"]})["skipped"] == {
+        "torch": "`torch = false` in the config."
+    }
+
+
+# -- plots --------------------------------------------------------------------------
+def _grad_row(family, impl, dev):
+    return {"family": family, "implementation": impl, "max_rel_grad_dev": dev}
+
+
+def test_gradient_plot_does_not_magnify_round_off():
+    # 1e-16 vs 3e-16 is round-off, not a 3x difference; 1e-9 is a real deviation
+    heights = ge.eps_units([0.0, 1e-16, 3e-16])
+    np.testing.assert_allclose(heights, [1, 1, 3e-16 / ge.EPS])
+    rows = [
+        _grad_row("Gaussian", "mlejax", 1e-16),
+        _grad_row("Gaussian", "optax", 3e-16),
+        _grad_row("Poisson", "mlejax", 1e-9),
+        _grad_row("Poisson", "optax", 2e-16),
+    ]
+    fig = ge.figure({"tables": {"gradients": rows}})
+    (ax,) = fig.axes
+    # bars in order mlejax (Gaussian, Poisson), then optax (Gaussian, Poisson)
+    g_mj, p_mj, g_ox, p_ox = (b.get_y() + b.get_height() for b in ax.patches)
+    assert g_mj == 1.0 and g_ox / g_mj < 1.5  # Gaussian: both at round-off
+    assert p_mj == pytest.approx(1e-9 / ge.EPS) and p_ox == 1.0
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] == 1.0
+    assert "eps" in ax.get_ylabel()
+    writers.pyplot().close(fig)
+
+
+def test_sampling_plot_keeps_one_colour_per_family_and_explains_the_band():
+    from matplotlib.colors import to_rgba
+
+    def row(family, n):
+        return {
+            "family": family,
+            "n": n,
+            "coverage_pooled": 0.95,
+            "coverage_mcse": 0.005,
+            "var_ratio_min": 0.95,
+            "var_ratio_max": 1.05,
+        }
+
+    fams = ["Gaussian", "Bernoulli", "Poisson"]
+    rows = [row(f, n) for f in fams for n in (50, 200)]
+    fig = sd.figure({"tables": {"coverage": rows}})
+    colours = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_gid() in fams:
+                colours.setdefault(line.get_gid(), set()).add(to_rgba(line.get_color()))
+    assert set(colours) == set(fams)
+    assert all(len(c) == 1 for c in colours.values())  # same colour in both panels
+    assert len(set.union(*colours.values())) == len(fams)  # and one per family
+    for ax in fig.axes:
+        assert sum(line.get_gid() in fams for line in ax.get_lines()) >= len(fams)
+    legend = " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    assert "target band 0.93-0.97" in legend
+    caption = " ".join(t.get_text() for t in fig.texts)
+    assert "Shaded band" in caption and "Monte Carlo" in caption
+    writers.pyplot().close(fig)
+
+
+def test_smoke_config_is_small():
+    cfg = config.load(config.bundled_path("smoke"))
+    assert suite.total_units(cfg) <= 8  # every experiment, a unit or two each
+    assert set(cfg.experiments) == set(EXPERIMENTS)
 
 
 def test_run_dirs_never_overwrite(tmp_path):
