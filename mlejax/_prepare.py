@@ -67,6 +67,27 @@ def _to_device(arr: np.ndarray, dtype) -> jax.Array:
         return jax.device_put(arr)
 
 
+def align_index(name: str, a, X):
+    """A pandas ``a`` aligned on ``X``'s index (as statsmodels and R would use it).
+
+    Rows are matched by label, not position: a ``y`` whose index is a
+    permutation of ``X``'s is reordered; one with other labels is a
+    ``ValueError``. Anything without an index is returned as it is.
+    """
+    ia, ix = getattr(a, "index", None), getattr(X, "index", None)
+    if a is None or ia is None or ix is None or not hasattr(a, "reindex"):
+        return a
+    if ia.equals(ix):
+        return a
+    if ix.is_unique and ia.is_unique and len(ia) == len(ix) and ia.isin(ix).all():
+        return a.reindex(ix)
+    raise ValueError(
+        f"{name}'s index does not match X's index (labels differ or repeat); rows "
+        f"are matched by label. Align them first, e.g. {name}.reindex(X.index), or "
+        "pass NumPy arrays to match by position."
+    )
+
+
 def prepare(X, y, family, weights, offset, trials):
     """Host-side coercion and checks; ``(X, y, weights, offset, trials, names)``.
 
@@ -79,6 +100,10 @@ def prepare(X, y, family, weights, offset, trials):
             f"family must be an mlejax family such as mj.families.Bernoulli(); got {family!r}."
         )
     names = names_of(X)
+    y, weights, offset, trials = (
+        align_index(nm, a, X)
+        for nm, a in (("y", y), ("weights", weights), ("offset", offset), ("trials", trials))
+    )
     for nm, a in (("X", X), ("y", y), ("weights", weights), ("offset", offset),
                   ("trials", trials)):
         _checks.require_real_dtype(nm, a)

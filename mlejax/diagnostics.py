@@ -12,6 +12,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax import linalg
 from mlejax.status import ConvergenceWarning, PerfectSeparationWarning, Status
 
 __all__ = ["post_check", "separating_columns", "input_ok"]
@@ -33,8 +34,16 @@ def input_ok(family, data) -> object:
 
 
 def post_check(res, X, y, family, weights, trials, names):
-    """Warn about (and for separation, name) what went wrong in a concrete fit."""
+    """Warn about (and for separation, name) what went wrong in a concrete fit.
+
+    A singular information or a non-finite fit first gets the host rank check
+    at any size (it costs nothing on a good fit): a rank-deficient design is a
+    ``ValueError`` naming the collinear columns.
+    """
     status = int(res.status)
+    if status in (Status.RANK_DEFICIENT, Status.NOT_MAXIMUM, Status.NON_FINITE):
+        Xn = np.asarray(X, np.float64)[np.asarray(weights) > 0]
+        linalg.check_rank(Xn, names)
     signs = None
     if status == Status.SEPARATION:
         yn = np.asarray(y, np.float64)
@@ -43,7 +52,9 @@ def post_check(res, X, y, family, weights, trials, names):
     if signs is not None:
         cols = separating_columns(X, weights, signs, names)
         if cols is None:  # a confident but genuine fit: no separating direction exists
-            ok = bool(jnp.isfinite(res.loglik))
+            ok = bool(jnp.isfinite(res.loglik)) and bool(
+                np.all(np.isfinite(np.asarray(res.stderr)))
+            )
             code = Status.CONVERGED if ok else Status.NON_FINITE
             res = res.replace(status=jnp.asarray(int(code)), converged=jnp.asarray(ok))
         else:
@@ -62,7 +73,17 @@ def post_check(res, X, y, family, weights, trials, names):
             stacklevel=4,
         )
     elif status == Status.BOUND:
-        warnings.warn(family.bound_message(), ConvergenceWarning, stacklevel=4)
+        warnings.warn(family.bound_message(res.extra), ConvergenceWarning, stacklevel=4)
+    elif status == Status.EMPTY_CLASS:
+        yn = np.asarray(y)[np.asarray(weights) > 0]
+        empty = sorted(set(range(family.eta_dim + 1)) - set(yn.astype(int).tolist()))
+        warnings.warn(
+            f"{family.name}: class(es) {empty} never occur in y (with positive "
+            "weight): their coefficients diverge. Drop the class or merge it. "
+            "converged=False.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
     elif not bool(res.converged):
         warnings.warn(
             f"{family.name} fit did not converge ({res.reason}) in {int(res.n_iter)} "

@@ -25,14 +25,19 @@ def inverse_information(info: jax.Array) -> jax.Array:
     Equilibrated Cholesky: ``D (D I D)^{-1} D`` with ``D = diag(I)^{-1/2}``, so
     parameters on very different scales lose no accuracy. Not positive
     definite (an undetermined or saddle point) gives NaN, never a
-    finite-looking answer.
+    finite-looking answer; so does a numerically singular one (the smallest
+    pivot of the equilibrated Cholesky at the rounding level).
     """
     diag = jnp.diag(info)
     d = jnp.where(diag > 0, 1.0 / jnp.sqrt(jnp.where(diag > 0, diag, 1.0)), jnp.nan)
     L = jnp.linalg.cholesky(info * d[:, None] * d[None, :])
-    eye = jnp.eye(info.shape[0], dtype=info.dtype)
+    k = info.shape[0]
+    # Numerically singular (an exact collinearity leaves a pivot at the
+    # rounding level, not always a failed Cholesky): NaN as well.
+    tiny = jnp.min(jnp.diag(L)) ** 2 <= 64 * k * jnp.finfo(info.dtype).eps
+    eye = jnp.eye(k, dtype=info.dtype)
     inv = jax.scipy.linalg.cho_solve((L, True), eye)
-    return inv * d[:, None] * d[None, :]
+    return jnp.where(tiny, jnp.nan, inv * d[:, None] * d[None, :])
 
 
 def natural_hessian(H: jax.Array, g: jax.Array, theta: jax.Array, nb: int) -> jax.Array:

@@ -31,6 +31,9 @@ class Status(enum.IntEnum):
     SEPARATION = 4
     BOUND = 5
     INVALID_INPUT = 6
+    RANK_DEFICIENT = 7
+    NOT_MAXIMUM = 8
+    EMPTY_CLASS = 9
 
     @property
     def reason(self) -> str:
@@ -43,11 +46,20 @@ _REASONS = {
     Status.LINE_SEARCH: "line search could not decrease the objective",
     Status.NON_FINITE: "non-finite objective, gradient or Newton step",
     Status.SEPARATION: "separation: estimates diverge",
-    Status.BOUND: "parameter at its bound",
+    Status.BOUND: "a parameter at the boundary of its space (see the warning)",
     Status.INVALID_INPUT: (
         "invalid input under jit/vmap (non-finite data, y outside the support "
         "or negative weights)"
     ),
+    Status.RANK_DEFICIENT: (
+        "information matrix singular at the optimum: rank-deficient design "
+        "(collinear, zero or all-zero-weight columns)"
+    ),
+    Status.NOT_MAXIMUM: (
+        "not a maximum: the Hessian of the log-likelihood is not negative "
+        "definite there (a saddle, a minimum or a flat direction)"
+    ),
+    Status.EMPTY_CLASS: "a class of y has no observations: its coefficients diverge",
 }
 
 

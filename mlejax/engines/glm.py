@@ -6,7 +6,8 @@ strided subsample, whose scaled Hessian drives the first steps. After the
 solve, the information comes from :mod:`mlejax.inference` (observed, or the
 family's expected information when its log-likelihood is not smooth), and
 the fit is checked for separation (discrete families) and for extras at
-their bounds (``Family.extra_upper``).
+their bounds (``Family.extra_bounds``), and a singular or indefinite
+information (``RANK_DEFICIENT``/``NOT_MAXIMUM``).
 """
 
 from __future__ import annotations
@@ -77,28 +78,23 @@ def separated(family, data: GLMData, obj, theta) -> jax.Array:
 
 
 def _projection(family, nb: int):
-    """Clamp the log extras at ``log(extra_upper)`` (None when unbounded)."""
-    caps = [
-        (nb + i, math.log(family.extra_upper[k]))
-        for i, k in enumerate(family.extra_names)
-        if k in family.extra_upper
-    ]
-    if not caps:
+    """Keep the log extras inside ``log(extra_bounds)`` (None when unbounded)."""
+    clamps = []
+    for i, k in enumerate(family.extra_names):
+        lo, hi = family.extra_bounds.get(k, (0.0, math.inf))
+        if lo > 0 or math.isfinite(hi):
+            lo_u = math.log(lo) if lo > 0 else -math.inf
+            hi_u = math.log(hi) if math.isfinite(hi) else math.inf
+            clamps.append((nb + i, lo_u, hi_u))
+    if not clamps:
         return None
 
     def project(theta):
-        for i, cap in caps:
-            theta = theta.at[i].set(jnp.minimum(theta[i], cap))
+        for i, lo_u, hi_u in clamps:
+            theta = theta.at[i].set(jnp.clip(theta[i], lo_u, hi_u))
         return theta
 
     return project
-
-
-def _at_bound(family, extra: dict) -> jax.Array:
-    hit = jnp.asarray(False)
-    for k, cap in family.extra_upper.items():
-        hit = hit | (extra[k] >= cap * (1 - 1e-9))
-    return hit
 
 
 def subsample_start(family, data: GLMData, convex: bool, project):
@@ -119,6 +115,8 @@ def subsample_start(family, data: GLMData, convex: bool, project):
     )
     obj = objective.make_glm(family, sub)
     theta0 = start_values(family, sub, X.shape[1])  # a full-data one costs a Gram
+    if project is not None:
+        theta0 = project(theta0)
     out = newton_loop(obj, theta0, tol=1e-6, max_iter=30, convex=convex, project=project)
     ok = out.converged & jnp.all(jnp.isfinite(out.x))
     ok = ok & ~separated(family, sub, obj, out.x)
@@ -141,6 +139,8 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
             theta0, H0, H0_ok = subsample_start(family, data, convex, project)
         else:
             theta0, H0, H0_ok = start_values(family, data, p), None, None
+        if project is not None:  # moment starts can lie beyond a bound
+            theta0 = project(theta0)
         out = newton_loop(
             obj,
             theta0,
@@ -154,12 +154,16 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
         trace, g, H = out.trace, out.g, out.H
     else:
         # First-order solvers work on the mean NLL, so learning rates do not scale with n.
-        mean_nll = lambda th: obj.value(th) / nobs  # noqa: E731
-        theta0 = start_values(family, data, p)
+        # Bounded extras: the solver moves freely, the objective sees the
+        # projection (flat beyond a bound), and the projected point is returned.
+        proj = project or (lambda th: th)
+        mean_nll = lambda th: obj.value(proj(th)) / nobs  # noqa: E731
+        theta0 = proj(start_values(family, data, p))
         if solver == "lbfgs":
             out = lbfgs(mean_nll, theta0, tol=tol, max_iter=max_iter)
         else:
             out = optax_loop(mean_nll, theta0, solver, tol=tol, max_iter=max_iter)
+        out = out._replace(x=proj(out.x))
         trace = out.trace * nobs
         g, H, _ = obj.evaluate(out.x, True)
     theta = out.x
@@ -174,12 +178,17 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     beta, extra = obj.unpack(theta)
     # The reported log-likelihood from a fresh X @ beta (one pass).
     loglik = -obj.value_at(obj.eta(theta), theta)
-    status, converged = out.status, out.converged
+    status = out.status
+    # A singular or indefinite information at the end: no (interior) maximum.
+    pd = jnp.all(jnp.isfinite(inf.stderr)) & jnp.all(jnp.isfinite(inf.extra_stderr))
+    bad_info = Status.RANK_DEFICIENT if convex else Status.NOT_MAXIMUM
+    status = jnp.where((status == Status.CONVERGED) & ~pd, int(bad_info), status)
+    # boundaries, most specific last
+    status = jnp.where(family.at_bound(y, w, extra), int(Status.BOUND), status)
     sep = separated(family, data, obj, theta)
     status = jnp.where(sep, int(Status.SEPARATION), status)
-    bound = _at_bound(family, extra)
-    status = jnp.where(bound, int(Status.BOUND), status)
-    converged = converged & ~sep & ~bound
+    status = jnp.where(family.empty_class(y, w), int(Status.EMPTY_CLASS), status)
+    converged = status == Status.CONVERGED
     return EngineResult(
         params=beta,
         extra=extra,

@@ -8,6 +8,7 @@ from jax.flatten_util import ravel_pytree
 
 from mlejax import inference
 from mlejax.solvers import lbfgs, newton, optax_loop
+from mlejax.status import Status
 
 
 def fit(init_params, data: tuple, tol, *, loglik, solver, max_iter: int, n_obs):
@@ -36,6 +37,13 @@ def fit(init_params, data: tuple, tol, *, loglik, solver, max_iter: int, n_obs):
     k = flat0.shape[0]
     inf = inference.from_information(info, k)
     ll = -nll(theta)
+    # A maximum needs a negative-definite Hessian of the log-likelihood (the
+    # Cholesky the covariance needs): a saddle, a minimum or a flat direction
+    # is reported, never called converged.
+    pd = jnp.all(jnp.isfinite(inf.stderr))
+    status = jnp.where(
+        (out.status == Status.CONVERGED) & ~pd, int(Status.NOT_MAXIMUM), out.status
+    )
     nobs = jnp.asarray(n_obs, flat0.dtype)
     aic, bic = inference.information_criteria(ll, k, nobs)
     return dict(
@@ -46,10 +54,10 @@ def fit(init_params, data: tuple, tol, *, loglik, solver, max_iter: int, n_obs):
         cov=inf.cov,
         loglik=ll,
         n_iter=out.n_iter,
-        converged=out.converged,
+        converged=status == Status.CONVERGED,
         aic=aic,
         bic=bic,
         nobs=nobs,
-        status=out.status,
+        status=status,
         trace=trace,
     )

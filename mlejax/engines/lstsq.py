@@ -35,6 +35,8 @@ def fit(family, data: GLMData) -> EngineResult:
     # singular X there: the solve is not finite, and that is no convergence
     finite = jnp.all(jnp.isfinite(parts.beta)) & jnp.isfinite(parts.rss)
     finite = finite & jnp.all(jnp.isfinite(stderr))
+    # rank, judged in the trace too (eagerly, fit() names the columns on the host)
+    singular = linalg.rank_deficient(parts.r_eq)
     return EngineResult(
         params=parts.beta,
         extra={"scale": sigma},
@@ -43,8 +45,12 @@ def fit(family, data: GLMData) -> EngineResult:
         stderr=stderr,
         loglik=loglik,
         n_iter=jnp.asarray(1),
-        converged=finite,
-        status=jnp.where(finite, int(Status.CONVERGED), int(Status.NON_FINITE)),
+        converged=finite & ~singular,
+        status=jnp.where(
+            singular,
+            int(Status.RANK_DEFICIENT),
+            jnp.where(finite, int(Status.CONVERGED), int(Status.NON_FINITE)),
+        ),
         trace=jnp.full((1,), -loglik),
         r_eq=parts.r_eq,
     )

@@ -38,8 +38,10 @@ class Family:
                               starts Newton; default: start at ``eta = 0``
     ``mean``                  inverse link, for start values and predictions
     ``init_extra``            moment start values of the extras; default 1
-    ``extra_upper``           upper bounds of extras (StudentT ``df``): the
-                              fit stops there with status ``BOUND``
+    ``extra_bounds``,         bounds of extras (StudentT ``df``, NB ``alpha``,
+    ``at_bound``,             Gamma ``shape``): a fit that ends on one stops
+    ``bound_message``         with ``Status.BOUND`` and says which, and why
+    ``empty_class``           a level of y without observations (Categorical)
     ``can_separate``          whether fitted probabilities can reach 1
                               (discrete families): enables the separation check
     ``separation_signs``      per-row signs for the host LP that names the
@@ -151,16 +153,44 @@ class Family:
         return {k: jnp.ones((), dtype) for k in self.extra_names}
 
     @property
-    def extra_upper(self) -> dict[str, float]:
-        """Upper bounds of extra parameters; a fit that reaches one stops there."""
+    def extra_bounds(self) -> dict[str, tuple[float, float]]:
+        """``{name: (lower, upper)}`` on the natural scale for bounded extras.
+
+        The solvers keep each extra inside its bounds; a fit that ends on one
+        reports ``Status.BOUND`` (the MLE is on the boundary of the parameter
+        space or beyond it: NegativeBinomial alpha -> 0 is Poisson, StudentT
+        df -> inf is Gaussian). Default: none.
+        """
         return {}
 
-    def bound_message(self) -> str:
-        """The warning when an extra parameter reaches its bound."""
-        return (
-            f"{self.name}: an extra parameter reached its bound {self.extra_upper}. "
-            "converged=False."
-        )
+    def at_bound(self, y: jax.Array, w: jax.Array, extra: dict) -> jax.Array:
+        """Traced: whether the fitted extras sit on a boundary of their space.
+
+        Default: an extra within a relative 1e-9 of one of its ``extra_bounds``.
+        """
+        hit = jnp.asarray(False)
+        for k, (lo, hi) in self.extra_bounds.items():
+            if lo > 0:
+                hit = hit | (extra[k] <= lo * (1 + 1e-9))
+            if np.isfinite(hi):
+                hit = hit | (extra[k] >= hi * (1 - 1e-9))
+        return hit
+
+    def bound_message(self, extra: dict) -> str:
+        """The warning for a fit that ended on a boundary (concrete ``extra``)."""
+        where = []
+        for k, (lo, hi) in self.extra_bounds.items():
+            v = float(extra[k])
+            if lo > 0 and v <= lo * (1 + 1e-9):
+                where.append(f"{k} at its lower bound {lo:g}")
+            if np.isfinite(hi) and v >= hi * (1 - 1e-9):
+                where.append(f"{k} at its upper bound {hi:g}")
+        what = "; ".join(where) or "an extra parameter at a boundary"
+        return f"{self.name}: {what}: the MLE is not interior. converged=False."
+
+    def empty_class(self, y: jax.Array, w: jax.Array) -> jax.Array:
+        """Traced: whether a level of ``y`` that has coefficients never occurs."""
+        return jnp.asarray(False)
 
     # -- optional: diagnostics ----------------------------------------------------
     def separation_signs(self, y: np.ndarray, **data) -> np.ndarray | None:

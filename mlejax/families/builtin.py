@@ -21,6 +21,10 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 #: StudentT degrees of freedom are capped here; reaching it means "use Gaussian".
 STUDENT_T_DF_MAX = 1000.0
+#: NegativeBinomial alpha below this is no overdispersion: "use Poisson".
+NB_ALPHA_MIN = 1e-8
+#: Gamma shape above this: y is deterministic given X (coefficient of variation 1e-5).
+GAMMA_SHAPE_MAX = 1e10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +164,12 @@ class Categorical(Family):
     def _label_count(self):
         return self.n_classes
 
+    def empty_class(self, y, w):
+        counts = jnp.zeros(self.n_classes, w.dtype).at[y.astype(int)].add(
+            jnp.where(w > 0, w, 0.0), mode="drop"
+        )
+        return jnp.any(counts <= 0)
+
     def check_y(self, y, **data) -> None:
         _checks.require_support(self.name, y, "labels", upper=self.n_classes)
 
@@ -282,13 +292,25 @@ class StudentT(Family):
         return ("scale",) if self.df is not None else ("scale", "df")
 
     @property
-    def extra_upper(self) -> dict[str, float]:
-        return {} if self.df is not None else {"df": STUDENT_T_DF_MAX}
+    def extra_bounds(self) -> dict[str, tuple[float, float]]:
+        return {} if self.df is not None else {"df": (0.0, STUDENT_T_DF_MAX)}
 
-    def bound_message(self) -> str:
+    def at_bound(self, y, w, extra):
+        # scale -> 0 is an exact fit: the likelihood is unbounded
+        top = jnp.max(jnp.where(w > 0, jnp.abs(y), 0.0))
+        exact = extra["scale"] <= 1e3 * jnp.finfo(y.dtype).eps * jnp.maximum(top, 1e-300)
+        return super().at_bound(y, w, extra) | exact
+
+    def bound_message(self, extra) -> str:
+        if "df" in extra and float(extra["df"]) >= STUDENT_T_DF_MAX * (1 - 1e-9):
+            return (
+                f"StudentT: df reached its bound {STUDENT_T_DF_MAX:g} (df -> inf); the "
+                "noise looks Gaussian: fit mj.families.Gaussian() instead. "
+                "converged=False."
+            )
         return (
-            f"StudentT: df reached its bound {STUDENT_T_DF_MAX:g}; the noise looks "
-            "Gaussian: fit mj.families.Gaussian() instead. converged=False."
+            "StudentT: scale -> 0: an exact fit (most residuals are 0), where the "
+            "likelihood is unbounded. converged=False."
         )
 
     def _log_prob(self, y, eta, scale, df=None):
@@ -309,6 +331,16 @@ class StudentT(Family):
         if self.df is None:
             out["df"] = jnp.asarray(10.0, out["scale"].dtype)
         return out
+
+
+#: above this r = 1/alpha the NegativeBinomial uses Stirling's series
+_NB_STIRLING_R = 100.0
+
+
+def _stirling_tail(z: jax.Array) -> jax.Array:
+    """``lgamma(z) - [(z - 1/2) log z - z + log(2 pi)/2]`` for large ``z``."""
+    w = 1.0 / (z * z)
+    return (1 / 12 - w * (1 / 360 - w / 1260)) / z
 
 
 def _n_dtype(y) -> tuple[int, jnp.dtype]:
@@ -362,6 +394,16 @@ class Gamma(Family):
     def mean(self, eta):
         return jnp.exp(eta)
 
+    @property
+    def extra_bounds(self) -> dict[str, tuple[float, float]]:
+        return {"shape": (0.0, GAMMA_SHAPE_MAX)}
+
+    def bound_message(self, extra) -> str:
+        return (
+            f"Gamma: shape reached {GAMMA_SHAPE_MAX:g} (shape -> inf): y is "
+            "(nearly) deterministic given X, e.g. constant. converged=False."
+        )
+
     def working_response(self, y, **data):
         return jnp.log(y)
 
@@ -389,7 +431,35 @@ class NegativeBinomial(_Counts):
         r = 1.0 / alpha
         t = eta + jnp.log(alpha)  # log(alpha * mu)
         sp, sn = _softplus_pair(t)
-        return gammaln(y + r) - gammaln(r) - r * sp - y * sn
+        small = gammaln(y + r) - gammaln(r) - r * sp - y * sn
+        # For large r = 1/alpha, lgamma(y + r) - lgamma(r) cancels (it lost 126
+        # at alpha = 1e-16). Stirling's series for both, with the y log r terms
+        # cancelled against -y softplus(-t) analytically:
+        #   log p - (-log y!) = y eta - y + (r + y - 1/2) log1p(y/r)
+        #                       - (r + y) log1p(mu/r) + c(r + y) - c(r),
+        # c(z) = 1/(12 z) - 1/(360 z^3) + 1/(1260 z^5) (error < 1e-17 for z > 100).
+        big = r > _NB_STIRLING_R
+        rb = jnp.where(big, r, _NB_STIRLING_R)
+        mu_r = jnp.exp(eta - jnp.log(rb))  # mu / r without overflow of mu
+        large = (
+            y * eta
+            - y
+            + (rb + y - 0.5) * jnp.log1p(y / rb)
+            - (rb + y) * jnp.log1p(mu_r)
+            + _stirling_tail(rb + y)
+            - _stirling_tail(rb)
+        )
+        return jnp.where(big, large, small)
+
+    @property
+    def extra_bounds(self) -> dict[str, tuple[float, float]]:
+        return {"alpha": (NB_ALPHA_MIN, math.inf)}
+
+    def bound_message(self, extra) -> str:
+        return (
+            f"NegativeBinomial: alpha reached {NB_ALPHA_MIN:g} (alpha -> 0): no "
+            "overdispersion; fit mj.families.Poisson() instead. converged=False."
+        )
 
     def init_extra(self, y, mu, w=None):
         a = _wmean(((y - mu) ** 2 - mu) / mu**2, w)

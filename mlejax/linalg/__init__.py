@@ -38,7 +38,13 @@ from mlejax.linalg.parts import (
     ROUTE_TALL_QR,
     LstsqParts,
 )
-from mlejax.linalg.rank import RANK_RTOL, check_rank, collinear_columns, rank_error
+from mlejax.linalg.rank import (
+    RANK_RTOL,
+    check_rank,
+    collinear_columns,
+    rank_deficient,
+    rank_error,
+)
 from mlejax.linalg.tall import (
     TALL_COV_KAPPA2_EPS,
     TALL_MAX_ACC_SWEEPS,
@@ -47,6 +53,7 @@ from mlejax.linalg.tall import (
 )
 
 __all__ = [
+    "rank_deficient",
     "LstsqParts",
     "lstsq_core",
     "collinear_columns",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
@@ -79,3 +81,18 @@ def check_rank(Xc: np.ndarray, names: Sequence[str] | None) -> None:
     cols = collinear_columns(R, names)
     if cols is not None:
         raise rank_error(cols, p)
+
+
+def rank_deficient(r_eq: jax.Array, rtol: float = RANK_RTOL) -> jax.Array:
+    """Traced twin of :func:`collinear_columns`: whether R is numerically singular.
+
+    The columns of ``R`` are re-equilibrated; the design is rank deficient when
+    the smallest singular value is at most ``rtol`` times the largest (or R is
+    not finite, or a column is zero). For fits under the caller's jit/vmap,
+    where the host check cannot run.
+    """
+    norms = jnp.linalg.norm(r_eq, axis=0)
+    ok = jnp.all(jnp.isfinite(r_eq)) & jnp.all(norms > 0)
+    A = r_eq / jnp.where(norms > 0, norms, 1.0)[None, :]
+    s = jnp.linalg.svd(jnp.where(ok, A, 0.0), compute_uv=False)
+    return ~ok | (s[-1] <= rtol * s[0])
