@@ -12,9 +12,12 @@ Fisher information gives standard errors.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from mlejax import equivalence, families, fit, losses, status
 from mlejax.families import STUDENT_T_DF_MAX
@@ -63,7 +66,7 @@ def enable_x64(enable: bool = True) -> None:
     jax.config.update("jax_enable_x64", bool(enable))
 
 
-def add_constant(X, prepend: bool = True):
+def add_constant(X: ArrayLike, prepend: bool = True) -> Any:
     """Add a column of ones to ``X`` (like ``statsmodels.add_constant``).
 
     Args:

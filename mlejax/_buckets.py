@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = ["bucket_size", "pad_rows", "paddable"]
 
+
 def bucket_size(n: int) -> int:
     """The smallest ``m * 2**e >= n`` with ``m`` in 8..15 and ``e >= 0``.
 

@@ -102,10 +102,20 @@ def prepare(X, y, family, weights, offset, trials):
     names = names_of(X)
     y, weights, offset, trials = (
         align_index(nm, a, X)
-        for nm, a in (("y", y), ("weights", weights), ("offset", offset), ("trials", trials))
+        for nm, a in (
+            ("y", y),
+            ("weights", weights),
+            ("offset", offset),
+            ("trials", trials),
+        )
     )
-    for nm, a in (("X", X), ("y", y), ("weights", weights), ("offset", offset),
-                  ("trials", trials)):
+    for nm, a in (
+        ("X", X),
+        ("y", y),
+        ("weights", weights),
+        ("offset", offset),
+        ("trials", trials),
+    ):
         _checks.require_real_dtype(nm, a)
     host_checked = set()
     for nm, a in (("X", X), ("weights", weights), ("offset", offset)):

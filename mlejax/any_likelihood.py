@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +24,14 @@ __all__ = ["fit_likelihood"]
 @functools.partial(jax.jit, static_argnames=("loglik", "solver", "max_iter", "n_obs"))
 def _fit_likelihood_jit(init_params, data, tol, *, loglik, solver, max_iter, n_obs):
     fields = likelihood.fit(
-        init_params, data, tol, loglik=loglik, solver=solver, max_iter=max_iter,
+        init_params,
+        data,
+        tol,
+        loglik=loglik,
+        solver=solver,
+        max_iter=max_iter,
         n_obs=n_obs,
-    )  # fmt: skip
+    )
     name = solver if isinstance(solver, str) else "optax"
     return FitResult(**fields, family="custom", solver=name)
 
@@ -33,9 +39,14 @@ def _fit_likelihood_jit(init_params, data, tol, *, loglik, solver, max_iter, n_o
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6))
 def _fit_likelihood_traced(init_params, data, tol, loglik, solver, max_iter, n_obs):
     return _fit_likelihood_jit(
-        init_params, data, tol, loglik=loglik, solver=solver, max_iter=max_iter,
+        init_params,
+        data,
+        tol,
+        loglik=loglik,
+        solver=solver,
+        max_iter=max_iter,
         n_obs=n_obs,
-    )  # fmt: skip
+    )
 
 
 @_fit_likelihood_traced.defjvp
@@ -45,8 +56,8 @@ def _fit_likelihood_traced_jvp(loglik, solver, max_iter, n_obs, primals, tangent
 
 def fit_likelihood(
     loglik: Callable,
-    init_params,
-    *data,
+    init_params: Any,
+    *data: Any,
     solver: str | optax.GradientTransformation = "newton",
     tol: float = 1e-10,
     max_iter: int = 200,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from mlejax import families as fam
 from mlejax.losses import LOSSES
@@ -44,19 +45,21 @@ def loss_input(family: fam.Family, eta: jax.Array) -> jax.Array:
     return family.loss_input(eta)
 
 
-def nll(family: fam.Family, y, eta, **extra) -> jax.Array:
+def nll(family: fam.Family, y: ArrayLike, eta: ArrayLike, **extra) -> jax.Array:
     """Total negative log-likelihood ``-sum log p(y | eta)``."""
     return -jnp.sum(family.log_prob(y, eta, **extra))
 
 
-def loss(family: fam.Family, y, eta) -> jax.Array:
+def loss(family: fam.Family, y: ArrayLike, eta: ArrayLike) -> jax.Array:
     """The family's classic mean loss at ``eta``."""
     if family.loss_name is None:
         raise ValueError(f"{family.name} has no classic machine-learning loss.")
     return LOSSES[family.loss_name](loss_input(family, eta), y)
 
 
-def affine_constants(family: fam.Family, y, **extra) -> tuple[jax.Array, jax.Array]:
+def affine_constants(
+    family: fam.Family, y: ArrayLike, **extra
+) -> tuple[jax.Array, jax.Array]:
     """Constants ``(a, b)`` with ``NLL = a * n * loss + b`` for this family.
 
     Args:
@@ -73,7 +76,9 @@ def affine_constants(family: fam.Family, y, **extra) -> tuple[jax.Array, jax.Arr
     return family.loss_constants(jnp.asarray(y), **extra)
 
 
-def compare(family: fam.Family, X, y, beta, **extra) -> dict[str, jax.Array]:
+def compare(
+    family: fam.Family, X: ArrayLike, y: ArrayLike, beta: ArrayLike, **extra
+) -> dict[str, jax.Array]:
     """Check the identity numerically at ``eta = X @ beta``.
 
     Returns the absolute deviations of the value, of the gradient in eta and of

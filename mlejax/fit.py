@@ -82,9 +82,17 @@ except TypeError:  # a JAX without per-function compiler options
 def _fit_traced(X, y, weights, offset, trials, tol, family, solver, max_iter):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
-        X, y, weights, offset, trials, tol,
-        family=family, solver=solver, max_iter=max_iter, traced=True,
-    )  # fmt: skip
+        X,
+        y,
+        weights,
+        offset,
+        trials,
+        tol,
+        family=family,
+        solver=solver,
+        max_iter=max_iter,
+        traced=True,
+    )
 
 
 @_fit_traced.defjvp

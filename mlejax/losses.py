@@ -35,7 +35,6 @@ from jax.typing import ArrayLike
 
 from mlejax import _math
 
-
 __all__ = [
     "mse",
     "bce_with_logits",

@@ -140,7 +140,9 @@ class FitResult:
     def _batch_summary(self) -> str:
         conv = np.asarray(self.converged)
         codes, counts = np.unique(np.asarray(self.status), return_counts=True)
-        why = ", ".join(f"{_reason(int(c))}: {int(k)}" for c, k in zip(codes, counts))
+        why = ", ".join(
+            f"{_reason(int(c))}: {int(k)}" for c, k in zip(codes, counts, strict=True)
+        )
         shape = "x".join(str(d) for d in self.batch_shape)
         return "\n".join(
             [

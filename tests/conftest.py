@@ -13,6 +13,7 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import numpy as np  # noqa: E402 - after the jax config, before any array exists
+import problems  # noqa: E402 - tests/problems.py, the shared test problems
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -30,6 +31,11 @@ settings.load_profile("mlejax")
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "slow: exhaustive cases left out of the default run (CI runs them in a "
+        "separate, time-limited step: python -m pytest -m slow)",
+    )
     # hypothesis touches mypy_extensions.TypedDict while it reports a failing
     # example; under filterwarnings=error that DeprecationWarning would replace
     # the report with an INTERNALERROR.
@@ -101,99 +107,26 @@ def family_samples():
     }
 
 
-import functools  # noqa: E402
-
-
-# --------------------------------------------------------------------------
-# Engine workaround (reference-suite files opt in with
-# ``pytestmark = pytest.mark.usefixtures("engine_rank_promotion_workaround")``).
-# --------------------------------------------------------------------------
-@functools.cache
+# Deprecated shims: test_cli, test_experiments and test_nist still name these;
+# delete both once they do not. The engine bug they worked around (implicit
+# rank promotion in the least-squares path) is fixed: every fit in this suite
+# runs under jax_numpy_rank_promotion="raise".
 def _engine_traces_under_raise() -> bool:
-    """Whether the fit engine traces with ``jax_numpy_rank_promotion="raise"``.
-
-    Traces (no compilation) the Gaussian, Laplace and a GLM path on a 4 x 2
-    problem. When the engine is fixed this returns True and the workaround
-    below does nothing.
-    """
-    import importlib
-
-    import jax.numpy as jnp
-
-    fit_mod = importlib.import_module("mlejax.fit")
-
-    X = jnp.ones((4, 2)).at[:, 1].set(jnp.arange(4.0))
-    y = jnp.array([0.0, 1.0, 1.0, 3.0])
-    w, off = jnp.ones(4), jnp.zeros(4)
-    fams = (mj.families.Gaussian(), mj.families.Laplace(), mj.families.Poisson())
-    try:
-        for f in fams:
-            core = functools.partial(
-                fit_mod._fit_jit, family=f, solver="newton", max_iter=2
-            )
-            jax.eval_shape(core, X, y, w, off, None, jnp.asarray(1e-10))
-    except ValueError as e:  # "Operands could not be broadcast together ..."
-        if "rank_promotion" not in str(e):
-            raise
-        return False
+    """Deprecated: always True (the engine traces under rank promotion "raise")."""
     return True
 
 
 @pytest.fixture
 def engine_rank_promotion_workaround():
-    """Run the test with rank promotion allowed iff the engine needs it.
-
-    Bug (reported with the reference suite): ``closed_form.lstsq_core`` and
-    ``fit._quick_lstsq`` multiply ``X * d`` with ``X (n, p)`` and ``d (p,)``,
-    an implicit rank promotion, so every Gaussian/Laplace/GLM-with-start fit
-    raises under this suite's ``jax_numpy_rank_promotion="raise"``. Once that
-    is fixed this fixture is a no-op (and
-    ``test_fit_reference.py::test_engine_traces_under_rank_promotion_raise``
-    starts XPASSing: remove its xfail marker and this fixture).
-    """
-    if _engine_traces_under_raise():
-        yield
-    else:
-        with jax.numpy_rank_promotion("allow"):
-            yield
+    """Deprecated no-op (see above)."""
+    yield
 
 
 @pytest.fixture(scope="session")
 def glm_problems():
-    """name -> ``(family, X, y, kw)``: one well-posed 20 x 3 problem per family.
+    """name -> ``(family, X, y, kw)``: ``problems.glm_problems()``, 20 x 3.
 
     One shape for every hardening test (bad input, degenerate data, properties,
-    float32), so each (family, solver, dtype) compiles once per session. ``kw``
-    holds ``trials`` for Binomial. Every problem has a finite MLE (no separation).
+    float32), so each (family, solver, dtype) compiles once per session.
     """
-    rng = np.random.default_rng(20261124)
-    n = 20
-    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
-    eta = X @ np.array([0.3, -0.6, 0.4])
-    mu = np.exp(eta)
-    p1 = 1.0 / (1.0 + np.exp(-eta))
-    trials = rng.integers(2, 9, n).astype(np.float64)
-    f = mj.families
-    yb = (rng.uniform(size=n) < p1).astype(np.float64)
-    ycat = np.tile([0.0, 1.0, 2.0, 1.0, 0.0], 4)  # mixed labels: no class isolated
-    return {
-        "Gaussian": (f.Gaussian(), X, eta + rng.normal(size=n), {}),
-        "Bernoulli": (f.Bernoulli(), X, yb, {}),
-        "Binomial": (
-            f.Binomial(),
-            X,
-            rng.binomial(trials.astype(int), p1).astype(np.float64),
-            {"trials": trials},
-        ),
-        "Categorical": (f.Categorical(3), X, ycat, {}),
-        "Poisson": (f.Poisson(), X, rng.poisson(mu).astype(np.float64), {}),
-        "Laplace": (f.Laplace(), X, eta + rng.laplace(size=n), {}),
-        "StudentT": (f.StudentT(), X, eta + rng.standard_t(3, n), {}),
-        "Gamma": (f.Gamma(), X, rng.gamma(3.0, mu / 3.0), {}),
-        "NegativeBinomial": (
-            f.NegativeBinomial(),
-            X,
-            rng.negative_binomial(2, 1 / (1 + 0.5 * mu)).astype(np.float64),
-            {},
-        ),
-    }
+    return problems.glm_problems()

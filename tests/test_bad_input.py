@@ -13,7 +13,6 @@ import warnings
 
 import jax
 import numpy as np
-import pandas as pd
 import pytest
 
 import mlejax as mj
@@ -398,6 +397,7 @@ def test_rank_deficient_X_names_collinear_columns(data, family, make, cols):
 
 
 def test_rank_deficient_pandas_names_columns(data):
+    pd = pytest.importorskip("pandas", reason="pandas: the compare extra")
     X = data["X"]
     df = pd.DataFrame(
         np.column_stack([X, X[:, 1] + X[:, 2]]),

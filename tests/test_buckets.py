@@ -2,13 +2,11 @@
 
 Every family is fitted on the same 100 x 3 problem (bucket 104) with and
 without buckets; the two results must agree field by field, with and without
-user weights and offset. The compilation tests use ``max_iter`` values no
-other test uses, so their ``_fit_jit`` cache entries are fresh.
+user weights and offset. The compilation test counts JAX lowerings through
+``jax.monitoring`` (public), with ``max_iter`` values no other test uses.
 """
 
 from __future__ import annotations
-
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -16,46 +14,16 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from problems import glm_problems
 
 import mlejax as mj
 from mlejax import _buckets
 
-mj.enable_x64()
 F = mj.families
 N = 100  # bucket 104
-fit_mod = importlib.import_module("mlejax.fit")  # mj.fit is the function
-
-
-def _problems():
-    rng = np.random.default_rng(20260315)
-    X = np.column_stack([np.ones(N), rng.normal(size=(N, 2))])
-    eta = X @ np.array([0.3, -0.6, 0.4])
-    mu = np.exp(eta)
-    p1 = 1.0 / (1.0 + np.exp(-eta))
-    trials = rng.integers(0, 9, N).astype(np.float64)  # some rows with 0 trials
-    ycat = np.where(rng.uniform(size=N) < p1, 1.0, 0.0) + (X[:, 2] > 0.5)
-    return X, {
-        "Gaussian": (F.Gaussian(), eta + rng.normal(size=N), {}),
-        "Bernoulli": (F.Bernoulli(), (rng.uniform(size=N) < p1).astype(float), {}),
-        "Binomial": (
-            F.Binomial(),
-            rng.binomial(trials.astype(int), p1).astype(float),
-            {"trials": trials},
-        ),
-        "Categorical": (F.Categorical(3), ycat, {}),
-        "Poisson": (F.Poisson(), rng.poisson(mu).astype(float), {}),
-        "Laplace": (F.Laplace(), eta + rng.laplace(size=N), {}),
-        "StudentT": (F.StudentT(), eta + rng.standard_t(3, N), {}),
-        "Gamma": (F.Gamma(), rng.gamma(3.0, mu / 3.0), {}),
-        "NegativeBinomial": (
-            F.NegativeBinomial(),
-            rng.negative_binomial(2, 1 / (1 + 0.5 * mu)).astype(float),
-            {},
-        ),
-    }
-
-
-X, PROBLEMS = _problems()
+# some Binomial rows with 0 trials: padding must not be confused with them
+PROBLEMS = glm_problems(N, seed=20260315, min_trials=0)
+X = PROBLEMS["Gaussian"].X
 _rng = np.random.default_rng(5)
 WEIGHTS = _rng.integers(0, 4, N).astype(np.float64)  # frequency weights, some 0
 OFFSET = 0.2 * _rng.normal(size=N)
@@ -81,7 +49,7 @@ def _assert_same_fit(a, b):
 @pytest.mark.parametrize("name", list(PROBLEMS))
 @pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weights+offset"])
 def test_buckets_give_the_same_fit(name, weighted):
-    fam, y, kw = PROBLEMS[name]
+    fam, _, y, kw = PROBLEMS[name]
     if weighted:
         kw = {**kw, "weights": WEIGHTS, "offset": OFFSET}
     plain = mj.fit(X, y, fam, **kw)
@@ -104,30 +72,46 @@ def test_buckets_pad_small_n_and_keep_names():
     assert a.names == ("const", "x") and float(a.nobs) == 6.0
 
 
+_LOWERINGS: list[str] = []
+
+
+def _count_lowering(event: str, duration: float, **kw) -> None:
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+        _LOWERINGS.append(kw.get("fun_name", "?"))
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_lowering)
+
+
 def test_one_compile_per_bucket():
-    """n = 100 and 103 share bucket 104: one compile with buckets, two without."""
+    """n = 100 and 103 share bucket 104: nothing new to compile for the second.
+
+    Every program that does not depend on ``max_iter`` (the host-side helpers
+    for both sizes) is compiled first with ``max_iter=40``; then, with
+    ``max_iter`` values no other test uses, each new fit program shows up as a
+    lowering (persistent compilation cache or not: lowering comes first).
+    """
     rng = np.random.default_rng(11)
     Xb = np.column_stack([np.ones(103), rng.normal(size=(103, 2))])
     y = rng.poisson(np.exp(Xb @ np.array([0.2, 0.3, -0.2]))).astype(float)
     fam = F.Poisson()
 
-    def compiles(n, max_iter, buckets):
-        def size():  # both compiled variants (see fit.QUICK_COMPILE_SIZE)
-            return fit_mod._fit_jit._cache_size() + fit_mod._fit_jit_quick._cache_size()
-
-        before = size()
+    def lowerings(n, max_iter, buckets):
+        before = len(_LOWERINGS)
         mj.fit(Xb[:n], y[:n], fam, max_iter=max_iter, buckets=buckets)
-        return size() - before
+        return _LOWERINGS[before:]
 
-    # max_iter values no other test uses: fresh cache entries
-    assert compiles(100, 41, True) == 1
-    assert compiles(103, 41, True) == 0
-    assert compiles(100, 42, False) == 1
-    assert compiles(103, 42, False) == 1
+    for n in (100, 103):
+        for buckets in (True, False):
+            lowerings(n, 40, buckets)  # warm up everything but the fit itself
+    assert lowerings(100, 41, True)  # a new max_iter: a new program
+    assert lowerings(103, 41, True) == []  # same bucket: nothing new
+    assert lowerings(100, 42, False)
+    assert lowerings(103, 42, False)  # no buckets: a new shape compiles again
 
 
 def test_traced_inputs_are_not_padded(monkeypatch):
-    fam, y, _ = PROBLEMS["Poisson"]
+    fam, _, y, _ = PROBLEMS["Poisson"]
     calls = []
     real_pad = _buckets.pad_rows
     monkeypatch.setattr(
@@ -142,7 +126,7 @@ def test_traced_inputs_are_not_padded(monkeypatch):
 
 
 def test_buckets_must_be_bool():
-    fam, y, _ = PROBLEMS["Poisson"]
+    fam, _, y, _ = PROBLEMS["Poisson"]
     with pytest.raises(TypeError, match="buckets"):
         mj.fit(X, y, fam, buckets="yes")
 
@@ -228,8 +212,8 @@ def test_pad_values_are_in_the_support():
         F.StudentT(),
         F.NegativeBinomial(),
     ):
-        assert _buckets.pad_value(fam) == 0.0
-    assert _buckets.pad_value(F.Gamma()) == 1.0
+        assert fam.pad_value() == 0.0
+    assert F.Gamma().pad_value() == 1.0
     Xd, y, w, off = jnp.ones((3, 1)), jnp.ones(3), jnp.ones(3), jnp.zeros(3)
     Xp, yp, wp, op, tp = _buckets.pad_rows(Xd, y, w, off, None, F.Gamma(), 8)
     assert tp is None and np.asarray(yp).tolist() == [1.0] * 8

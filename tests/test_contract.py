@@ -55,12 +55,15 @@ def _scipy_weibull(X, y):
         b, logk = th[:-1], th[-1]
         return -stats.weibull_min.logpdf(y, np.exp(logk), scale=np.exp(X @ b)).sum()
 
-    sol = optimize.minimize(nll, np.r_[np.zeros(X.shape[1]), 0.0], method="BFGS",
-                            options={"gtol": 1e-10})  # fmt: skip
+    sol = optimize.minimize(
+        nll, np.r_[np.zeros(X.shape[1]), 0.0], method="BFGS", options={"gtol": 1e-10}
+    )
     th = sol.x.copy()
     th[-1] = np.exp(th[-1])  # natural k
+
     def nll_nat(t):
         return nll(np.r_[t[:-1], np.log(t[-1])])
+
     h = 1e-4 * np.maximum(1.0, np.abs(th))
     k = th.size
     H = np.empty((k, k))
@@ -68,9 +71,11 @@ def _scipy_weibull(X, y):
         for j in range(k):
             ei, ej = np.eye(k)[i] * h[i], np.eye(k)[j] * h[j]
             H[i, j] = (
-                nll_nat(th + ei + ej) - nll_nat(th + ei - ej)
-                - nll_nat(th - ei + ej) + nll_nat(th - ei - ej)
-            ) / (4 * h[i] * h[j])  # fmt: skip
+                nll_nat(th + ei + ej)
+                - nll_nat(th + ei - ej)
+                - nll_nat(th - ei + ej)
+                + nll_nat(th - ei - ej)
+            ) / (4 * h[i] * h[j])
     return th, -sol.fun, np.sqrt(np.diag(np.linalg.inv(H)))
 
 
@@ -115,8 +120,9 @@ def test_optax_lbfgs_transform_is_a_solver():
     X = mj.add_constant(rng.normal(size=(200, 2)))
     y = (rng.random(200) < 1 / (1 + np.exp(-X @ [0.3, 1.0, -0.5]))).astype(float)
     ref = mj.fit(X, y, mj.families.Bernoulli())
-    res = mj.fit(X, y, mj.families.Bernoulli(), solver=optax.lbfgs(), max_iter=60,
-                 tol=1e-8)  # fmt: skip
+    res = mj.fit(
+        X, y, mj.families.Bernoulli(), solver=optax.lbfgs(), max_iter=60, tol=1e-8
+    )
     assert bool(res.converged), res.reason
     np.testing.assert_allclose(res.params, ref.params, rtol=1e-6, atol=1e-7)
     chained = optax.chain(optax.scale_by_adam(), optax.scale(-0.05))
@@ -155,9 +161,11 @@ def test_grad_through_fit_is_a_clear_error():
         jax.grad(f)(jnp.asarray(y))
     with pytest.raises(NotImplementedError, match="mj.fit_likelihood"):
         jax.grad(
-            lambda x: mj.fit_likelihood(
-                lambda th, x: jnp.sum(stats_norm_logpdf(x, th)), jnp.array(0.0), x
-            ).params
+            lambda x: (
+                mj.fit_likelihood(
+                    lambda th, x: jnp.sum(stats_norm_logpdf(x, th)), jnp.array(0.0), x
+                ).params
+            )
         )(jnp.asarray(y))
 
 
@@ -231,8 +239,10 @@ def _sources():
 
 
 def test_no_module_over_500_lines_and_fit_only_wires():
-    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
-             for p in _sources()}  # fmt: skip
+    sizes = {
+        p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
+        for p in _sources()
+    }
     assert max(sizes.values()) <= 500, sizes
     assert sizes["mlejax/fit.py"] < 250
 
@@ -246,10 +256,14 @@ def test_no_isinstance_or_hasattr_on_families_outside_families():
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
             if node.func.id == "isinstance" and len(node.args) == 2:
-                names = {n.attr for n in ast.walk(node.args[1])
-                         if isinstance(n, ast.Attribute)}  # fmt: skip
-                names |= {n.id for n in ast.walk(node.args[1])
-                          if isinstance(n, ast.Name)}  # fmt: skip
+                names = {
+                    n.attr
+                    for n in ast.walk(node.args[1])
+                    if isinstance(n, ast.Attribute)
+                }
+                names |= {
+                    n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)
+                }
                 assert not (names & FAMILY_CLASSES), f"{path}:{node.lineno}"
             if node.func.id == "hasattr" and node.args:
                 arg = node.args[0]
@@ -263,6 +277,10 @@ def test_import_mlejax_pulls_in_no_application_code():
         "import sys, mlejax; bad = [m for m in ('experiments', 'matplotlib', 'rich',"
         " 'configs') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"MLEJAX_COMPILATION_CACHE": "0", "PATH": ""})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"MLEJAX_COMPILATION_CACHE": "0", "PATH": ""},
+    )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -14,18 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from statsmodels.base.model import GenericLikelihoodModel
+from problems import rel
 
 import mlejax as mj
 
-pytestmark = pytest.mark.usefixtures("engine_rank_promotion_workaround")
+GenericLikelihoodModel = pytest.importorskip(
+    "statsmodels.base.model", reason="statsmodels: the compare extra"
+).GenericLikelihoodModel
 
 N = 150
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
 
 
 def weibull_loglik(theta, X, y):

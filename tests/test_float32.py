@@ -19,27 +19,17 @@ import textwrap
 import numpy as np
 import optax
 import pytest
+from problems import FAMILY_NAMES
 
 import mlejax as mj
 
 ADAM = optax.adam(0.05)  # one transform object: reused, so compiled once
 FULL = os.environ.get("MLEJAX_FULL_FLOAT32") == "1"
-ALL = [
-    "Gaussian",
-    "Bernoulli",
-    "Binomial",
-    "Categorical",
-    "Poisson",
-    "Laplace",
-    "StudentT",
-    "Gamma",
-    "NegativeBinomial",
-]
 SUBSET = {"Poisson", "Categorical", "Gamma"}
 
 
 def _cases():
-    for name in ALL:
+    for name in FAMILY_NAMES:
         for solver in ("newton", "lbfgs", "adam"):
             skip = solver != "newton" and not FULL and name not in SUBSET
             yield pytest.param(

@@ -8,23 +8,21 @@ distinct shape is one more compile).
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
-import statsmodels.api as sm
+from problems import rel_norm as rel
+from problems import roundoff
 
 import mlejax as mj
 from mlejax.solvers.lad import lad
 
 F = mj.families
 LAD_JIT = jax.jit(lad, static_argnames="max_pivots")
-
-
-def rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 def lad_lp(X, y, w=None, offset=None):
@@ -124,15 +122,17 @@ def test_heavy_outliers_and_offset_match_linprog():
         check_against_lp(mj.fit(X, y, F.Laplace(), offset=off), X, y, offset=off)
 
 
-@pytest.mark.filterwarnings(
-    "ignore::statsmodels.tools.sm_exceptions.IterationLimitWarning"
-)
 def test_matches_statsmodels_quantreg_median():
+    sm = pytest.importorskip("statsmodels.api", reason="statsmodels: compare extra")
+    from statsmodels.tools.sm_exceptions import IterationLimitWarning
+
     n, p = 51, 3
     for seed in range(3):
         _, X, y = continuous(20 + seed, n, p)
         res = mj.fit(X, y, F.Laplace())
-        q = sm.QuantReg(y, X).fit(q=0.5, max_iter=5000, p_tol=1e-12)
+        with warnings.catch_warnings():  # QuantReg's IRLS may stop at its cap
+            warnings.simplefilter("ignore", IterationLimitWarning)
+            q = sm.QuantReg(y, X).fit(q=0.5, max_iter=5000, p_tol=1e-12)
         # statsmodels' QuantReg is IRLS: it approaches the vertex, never lands on it
         assert rel(res.params, q.params) < 1e-5
         assert lad_objective(X, y, res.params) <= lad_objective(X, y, q.params)
@@ -206,7 +206,7 @@ def test_trace_and_iteration_count():
     assert tr.shape == (101,)
     k = int(np.sum(np.isfinite(tr))) - 1  # IRLS steps, then the final value
     assert 1 <= k <= 6 and int(res.n_iter) >= k - 1
-    np.testing.assert_allclose(tr[k], -float(res.loglik) / n, rtol=1e-13)
+    np.testing.assert_allclose(tr[k], -float(res.loglik) / n, rtol=roundoff(n))
     assert np.all(np.diff(tr[:k]) <= 1e-13)  # IRLS keeps only improvements
     assert tr[k] <= tr[k - 1] * (1 + 1e-13)
 
@@ -220,7 +220,7 @@ def test_pivot_cap_returns_best_vertex_uncertified():
     capped = LAD_JIT(X, y, w, np.zeros(p), max_pivots=1)
     assert not bool(capped.certified) and int(capped.n_pivots) == 1
     f = lad_objective(X, y, capped.beta)
-    np.testing.assert_allclose(float(capped.objective), f, rtol=1e-13)
+    np.testing.assert_allclose(float(capped.objective), f, rtol=roundoff(n))
     _, f_lp = lad_lp(X, y)
     assert f > f_lp and float(full.objective) <= f_lp * (1 + 1e-12)
 
@@ -235,8 +235,10 @@ def test_vmap_equals_loop_and_jit_works():
     assert np.all(np.asarray(batched.converged))
     for i in range(B):
         single = mj.fit(Xs[i], ys[i], F.Laplace())
-        np.testing.assert_allclose(batched.params[i], single.params, rtol=1e-13)
-        np.testing.assert_allclose(batched.loglik[i], single.loglik, rtol=1e-13)
+        # the same vertex, solved by batched and unbatched kernels: equal up to
+        # cond(X_basis) * p * eps; a neighbouring vertex is off by > 1e-3
+        np.testing.assert_allclose(batched.params[i], single.params, rtol=1e-10)
+        np.testing.assert_allclose(batched.loglik[i], single.loglik, rtol=roundoff(n))
         assert int(batched.n_iter[i]) == int(single.n_iter)
     for i in (0, 17, 49):  # and the LP agrees
         check_against_lp(jax.tree.map(lambda a, i=i: a[i], batched), Xs[i], ys[i])
@@ -265,6 +267,8 @@ def test_lad_solver_is_pure_under_jit_and_vmap():
     for i in range(4):
         one = LAD_JIT(X, Y[i], w)
         np.testing.assert_array_equal(out.basis[i], one.basis)
-        np.testing.assert_allclose(out.beta[i], one.beta, rtol=1e-13)
+        # the same basis: the same p x p solve, up to its condition number
+        cond = np.linalg.cond(np.asarray(X)[np.asarray(one.basis)])
+        np.testing.assert_allclose(out.beta[i], one.beta, rtol=roundoff(p, cond))
         _, f_lp = lad_lp(np.asarray(X), np.asarray(Y[i]))
         assert abs(float(one.objective) - f_lp) <= 1e-12 * f_lp

@@ -44,8 +44,6 @@ from sklearn.linear_model import LinearRegression
 import mlejax as mj
 from mlejax import linalg
 
-pytestmark = pytest.mark.usefixtures("engine_rank_promotion_workaround")
-
 LRE_CAP = 16.0
 
 LONGLEY_B = np.array(

@@ -51,8 +51,11 @@ def test_gaussian_and_ols_under_vmap(design):
 BAD = {
     "duplicated column": lambda X, y, w: (np.column_stack([X, X[:, 1]]), y, w),
     "zero column": lambda X, y, w: (np.column_stack([X, 0 * X[:, 1]]), y, w),
-    "nan in X": lambda X, y, w: (np.where(np.arange(X.size).reshape(X.shape) == 7,
-                                          np.nan, X), y, w),  # fmt: skip
+    "nan in X": lambda X, y, w: (
+        np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X),
+        y,
+        w,
+    ),
     "inf in y": lambda X, y, w: (X, np.where(np.arange(y.size) == 3, np.inf, y), w),
     "zero weights": lambda X, y, w: (X, y, 0 * w),
 }
@@ -62,9 +65,11 @@ FAMS = {
     "Poisson": (F.Poisson(), lambda r, mu: r.poisson(2.0, mu.shape) * 1.0),
     "Gamma": (F.Gamma(), lambda r, mu: r.gamma(2.0, size=mu.shape)),
     "StudentT": (F.StudentT(), lambda r, mu: mu + r.standard_t(4, size=mu.shape)),
-    "NegativeBinomial": (F.NegativeBinomial(),
-                         lambda r, mu: r.negative_binomial(2, 0.4, mu.shape) * 1.0),
-}  # fmt: skip
+    "NegativeBinomial": (
+        F.NegativeBinomial(),
+        lambda r, mu: r.negative_binomial(2, 0.4, mu.shape) * 1.0,
+    ),
+}
 
 
 @pytest.mark.parametrize("fam_name", sorted(FAMS))
@@ -111,8 +116,13 @@ def test_negative_binomial_log_prob_accurate_as_alpha_goes_to_zero(alpha):
     fam = F.NegativeBinomial()
     for y, eta in [(0.0, 0.3), (3.0, 1.2), (50.0, 3.9), (2.0, -30.0)]:
         r, mu = 1 / mpmath.mpf(alpha), mpmath.e ** mpmath.mpf(eta)
-        ref = (mpmath.loggamma(y + r) - mpmath.loggamma(r) - mpmath.loggamma(y + 1)
-               + r * mpmath.log(r / (r + mu)) + y * mpmath.log(mu / (r + mu)))  # fmt: skip
+        ref = (
+            mpmath.loggamma(y + r)
+            - mpmath.loggamma(r)
+            - mpmath.loggamma(y + 1)
+            + r * mpmath.log(r / (r + mu))
+            + y * mpmath.log(mu / (r + mu))
+        )
         got = float(fam.log_prob(jnp.array(y), jnp.array(eta), alpha=jnp.array(alpha)))
         scale = max(1.0, abs(float(ref)), float(mpmath.loggamma(y + 1)))
         assert abs(got - float(ref)) <= 64 * np.finfo(float).eps * scale, (y, eta)
@@ -135,8 +145,10 @@ def test_negative_binomial_on_poisson_data_reports_the_boundary(design):
         else:
             outcomes.append("boundary")
             assert int(res.status) == S.BOUND
-            assert any("alpha" in str(w.message) and "Poisson" in str(w.message)
-                       for w in caught)  # fmt: skip
+            assert any(
+                "alpha" in str(w.message) and "Poisson" in str(w.message)
+                for w in caught
+            )
             np.testing.assert_allclose(res.params, pois.params, atol=1e-5)
     assert "boundary" in outcomes  # about half of Poisson samples: alpha-hat = 0
 
@@ -151,8 +163,9 @@ def test_negative_binomial_weighted_replicated_and_bucketed_agree(design):
     bucketed = mj.fit(design, y, F.NegativeBinomial(), weights=w, buckets=True)
     for other in (replicated, bucketed):
         np.testing.assert_allclose(other.params, weighted.params, rtol=1e-8)
-        np.testing.assert_allclose(other.extra["alpha"], weighted.extra["alpha"],
-                                   rtol=1e-7)  # fmt: skip
+        np.testing.assert_allclose(
+            other.extra["alpha"], weighted.extra["alpha"], rtol=1e-7
+        )
         np.testing.assert_allclose(other.loglik, weighted.loglik, rtol=1e-10)
 
 

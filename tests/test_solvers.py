@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from problems import rel, roundoff
 
 import mlejax as mj
-
-pytestmark = pytest.mark.usefixtures("engine_rank_promotion_workaround")
 
 F = mj.families
 
@@ -29,11 +28,6 @@ _SGD_BASE = optax.sgd(learning_rate=4.0, momentum=0.5)
 COUNTED = optax.GradientTransformation(
     _SGD_BASE.init, chex.assert_max_traces(_SGD_BASE.update, n=1)
 )
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
 
 
 def _ols_problem():
@@ -83,7 +77,7 @@ def test_lbfgs_matches_newton_on_poisson():
     assert bool(res.converged) and res.solver == "lbfgs"
     assert rel(res.params, ref.params) < 1e-8
     assert rel(res.stderr, ref.stderr) < 1e-7
-    assert rel(res.loglik, ref.loglik) < 1e-13
+    assert rel(res.loglik, ref.loglik) < roundoff(len(y))  # flat at the optimum
 
 
 # ----------------------------------------------------------------------------

@@ -117,7 +117,9 @@ def subsample_start(family, data: GLMData, convex: bool, project):
     theta0 = start_values(family, sub, X.shape[1])  # a full-data one costs a Gram
     if project is not None:
         theta0 = project(theta0)
-    out = newton_loop(obj, theta0, tol=1e-6, max_iter=30, convex=convex, project=project)
+    out = newton_loop(
+        obj, theta0, tol=1e-6, max_iter=30, convex=convex, project=project
+    )
     ok = out.converged & jnp.all(jnp.isfinite(out.x))
     ok = ok & ~separated(family, sub, obj, out.x)
     scale = jnp.sum(w) / jnp.sum(sub.weights)

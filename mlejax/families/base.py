@@ -7,6 +7,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from mlejax import _checks
 
@@ -111,7 +112,9 @@ class Family:
         return self._log_prob(y, eta, **extra)
 
     # -- optional: speed ------------------------------------------------------
-    def nll_derivs(self, y, eta, **data) -> tuple[jax.Array, jax.Array] | None:
+    def nll_derivs(
+        self, y: jax.Array, eta: jax.Array, **data
+    ) -> tuple[jax.Array, jax.Array] | None:
         """``(d/deta, d^2/deta^2)`` of ``-log p`` in closed form, or ``None``.
 
         Only used for families without extras and without an eta axis; ``None``
@@ -119,7 +122,7 @@ class Family:
         """
         return None
 
-    def log_prob_const(self, y, **data) -> jax.Array | None:
+    def log_prob_const(self, y: jax.Array, **data) -> jax.Array | None:
         """The parameter-free part of ``log p`` (``-log y!``), or ``None``.
 
         When it is not ``None``, :meth:`log_prob_kernel` must be ``log p``
@@ -127,7 +130,7 @@ class Family:
         """
         return None
 
-    def log_prob_kernel(self, y, eta, **kw) -> jax.Array:
+    def log_prob_kernel(self, y: jax.Array, eta: jax.Array, **kw) -> jax.Array:
         """``log p - log_prob_const`` (default: ``log p``)."""
         return self.log_prob_rows(y, eta, **kw)
 
@@ -143,7 +146,9 @@ class Family:
         """
         return None
 
-    def init_extra(self, y, mu, w=None) -> dict:
+    def init_extra(
+        self, y: jax.Array, mu: jax.Array | None, w: jax.Array | None = None
+    ) -> dict:
         """Moment-based starting values of the extra parameters (default 1).
 
         ``mu`` is the start's mean (``None`` when the start is ``eta = 0``);
@@ -254,11 +259,11 @@ class Family:
                 + "."
             )
 
-    def check_y(self, y, **data) -> None:
+    def check_y(self, y: ArrayLike, **data) -> None:
         """ValueError if concrete ``y`` lies outside this family's support."""
         _checks.require_support(self.name, y, self.support)
 
-    def check(self, y, eta, **extra) -> None:
+    def check(self, y: ArrayLike, eta: ArrayLike, **extra) -> None:
         """Check shapes (always) and values (when concrete) of log_prob inputs."""
         ys, es = jnp.shape(y), jnp.shape(eta)
         want = es[:-1] if self.eta_has_axis else es

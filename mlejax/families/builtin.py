@@ -12,10 +12,10 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
 from mlejax import _checks
-from mlejax.families.base import Family
 from mlejax._math import abs0 as _abs
 from mlejax._math import log_softmax_at as _log_softmax_at
 from mlejax._math import softplus_pair as _softplus_pair
+from mlejax.families.base import Family
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -165,8 +165,10 @@ class Categorical(Family):
         return self.n_classes
 
     def empty_class(self, y, w):
-        counts = jnp.zeros(self.n_classes, w.dtype).at[y.astype(int)].add(
-            jnp.where(w > 0, w, 0.0), mode="drop"
+        counts = (
+            jnp.zeros(self.n_classes, w.dtype)
+            .at[y.astype(int)]
+            .add(jnp.where(w > 0, w, 0.0), mode="drop")
         )
         return jnp.any(counts <= 0)
 
@@ -298,7 +300,9 @@ class StudentT(Family):
     def at_bound(self, y, w, extra):
         # scale -> 0 is an exact fit: the likelihood is unbounded
         top = jnp.max(jnp.where(w > 0, jnp.abs(y), 0.0))
-        exact = extra["scale"] <= 1e3 * jnp.finfo(y.dtype).eps * jnp.maximum(top, 1e-300)
+        exact = extra["scale"] <= 1e3 * jnp.finfo(y.dtype).eps * jnp.maximum(
+            top, 1e-300
+        )
         return super().at_bound(y, w, extra) | exact
 
     def bound_message(self, extra) -> str:

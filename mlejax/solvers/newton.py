@@ -70,7 +70,6 @@ def newton_direction(g: jax.Array, H: jax.Array, convex: bool) -> jax.Array:
     return step * d
 
 
-
 class NewtonProblem(NamedTuple):
     """What the Newton loop needs (a :class:`mlejax.objective.GLMObjective` is one)."""
 
