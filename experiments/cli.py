@@ -15,8 +15,10 @@ only parses, builds a config and calls :func:`experiments.suite.run_suite`;
 everything else lives in ``experiments`` (see ``docs/experiments.md``).
 
 Exit status: 0 done (or the same config had already finished), 2 usage or
-config error or a missing ``experiments`` extra, 130 interrupted (Ctrl-C; the
-resume command is printed).
+config error, a run directory in use by another process, or a missing
+``experiments`` extra, 130 interrupted (Ctrl-C; the resume command is
+printed). Every error is one line on standard error, never a traceback, and a
+config is validated before any run directory is created.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def _existing_run(cfg, args) -> int | None:
     """Exit status when an earlier run of this config makes this one moot, else None."""
     from experiments import suite
 
-    runs = suite.find_runs(suite.with_seed(cfg, args.seed), args.out)
+    runs = suite.find_runs(cfg, args.out)
     if not runs:
         return None
     run_dir, complete = runs[0]
@@ -175,7 +177,7 @@ def _cmd_run(args) -> int:
     cfg = None
     if not args.resume:
         paths = args.configs or [config.bundled_path("default")]
-        cfg = config.load_many(paths)
+        cfg = config.validate(config.with_seed(config.load_many(paths), args.seed))
         if not args.force:
             status = _existing_run(cfg, args)
             if status is not None:
@@ -198,7 +200,7 @@ def _cmd_run(args) -> int:
     console = Console(stderr=True)
     if args.quiet:
         run_dir, results = suite.run_suite(
-            cfg, out=args.out, seed=args.seed, resume=args.resume
+            cfg, out=args.out, resume=args.resume, notify=_say
         )
     else:
         with Progress(
@@ -216,13 +218,24 @@ def _cmd_run(args) -> int:
             run_dir, results = suite.run_suite(
                 cfg,
                 out=args.out,
-                seed=args.seed,
                 resume=args.resume,
                 progress=progress,
+                notify=lambda msg: bar.console.print(
+                    msg, markup=False, highlight=False, soft_wrap=True
+                ),
             )
         console.print(_summary_table(results, run_dir))
     print(run_dir)
     return 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _one_line(err: BaseException) -> str:
+    """An error's message on one line (a value may hold a newline)."""
+    return " ".join(str(err).splitlines())
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
@@ -243,13 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from experiments.config import ConfigError
+        from experiments.writers import RunDirError
 
         try:
             if args.command == "list":
                 return _cmd_list()
             return _cmd_run(args)
         except ConfigError as err:
-            print(f"mlejax: config error: {err}", file=sys.stderr)
+            print(f"mlejax: config error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        except RunDirError as err:
+            print(f"mlejax: error: {_one_line(err)}", file=sys.stderr)
             return 2
     except KeyboardInterrupt as exc:
         return _interrupted(exc)

@@ -14,6 +14,7 @@ import numpy as np
 import mlejax as mj
 
 __all__ = [
+    "FAMILIES",
     "family_by_name",
     "design",
     "timed",
@@ -23,17 +24,28 @@ __all__ = [
 ]
 
 
+#: The families an experiment may name (the configs' allow-list is a subset):
+#: class name -> constructor. Names are looked up here, never with ``getattr``.
+FAMILIES: dict[str, Callable] = {
+    "Gaussian": lambda n_classes, df: mj.families.Gaussian(),
+    "Bernoulli": lambda n_classes, df: mj.families.Bernoulli(),
+    "Categorical": lambda n_classes, df: mj.families.Categorical(n_classes),
+    "Poisson": lambda n_classes, df: mj.families.Poisson(),
+    "Laplace": lambda n_classes, df: mj.families.Laplace(),
+    "StudentT": lambda n_classes, df: mj.families.StudentT(df=df),
+}
+
+
 def family_by_name(name: str, *, n_classes: int = 3, df: float | None = None):
-    """A family from its class name (``"Gaussian"``, ``"Categorical"``, ...)."""
-    f = mj.families
-    if name == "Categorical":
-        return f.Categorical(n_classes)
-    if name == "StudentT":
-        return f.StudentT(df=df)
-    try:
-        return getattr(f, name)()
-    except AttributeError:
-        raise ValueError(f"unknown family {name!r}") from None
+    """A family from its class name (``"Gaussian"``, ``"Categorical"``, ...).
+
+    Raises:
+      ValueError: ``name`` is not in :data:`FAMILIES`.
+    """
+    make = FAMILIES.get(name) if isinstance(name, str) else None
+    if make is None:
+        raise ValueError(f"unknown family {name!r}; allowed: {', '.join(FAMILIES)}")
+    return make(n_classes, df)
 
 
 def design(key: jax.Array, n: int, p: int, correlation: float = 0.0) -> jax.Array:

@@ -86,6 +86,12 @@ def fitter(family: str):
 
 
 def _chunks(config: SamplingDistribution) -> list[int]:
+    """Replications per unit; the config checks ``chunk >= 1`` (guarded here too:
+    a non-positive chunk would never use the replications up)."""
+    if config.chunk < 1:
+        raise ValueError(
+            f"sampling_distribution: chunk must be >= 1, got {config.chunk}"
+        )
     sizes, left = [], config.replications
     while left > 0:
         sizes.append(min(config.chunk, left))

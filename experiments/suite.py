@@ -3,11 +3,20 @@
 ``runs/<name>-<timestamp>/`` holds
 
 * ``config.toml``: the resolved config (every default written out), written
-  first, so ``--resume`` reruns exactly the same experiments and seed;
+  first, so ``--resume`` reruns exactly the same experiments and seed, and
+  ``config.fingerprint``: the hash of that config (:func:`config.fingerprint`),
+  which ``--resume`` checks, so an edited ``config.toml`` never mixes results
+  of two configs in one run;
 * ``chunks.jsonl``: one JSON line per finished unit, append-only;
 * ``results.json``: every number, plus versions and device (rewritten
-  atomically after each experiment, ``"complete": true`` at the end);
-* ``tables/*.csv``, ``plots/*.png`` and ``report.md``.
+  atomically after each experiment; ``"complete": true`` is written last,
+  after ``report.md`` exists);
+* ``tables/*.csv``, ``plots/*.png`` and ``report.md``;
+* ``.lock``: held (``fcntl.flock``) by the process running or resuming the
+  run; a second one gets :class:`experiments.writers.RunLocked`.
+
+The config is validated (:func:`config.validate`) before the run directory is
+created, so a bad value never leaves a stale directory behind.
 
 Timings are the units' own: each line of ``chunks.jsonl`` records the seconds
 its unit took when it ran, and an experiment's ``seconds`` is the sum over its
@@ -20,6 +29,7 @@ that carries the run directory (the CLI prints the resume command from it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -38,6 +48,7 @@ from experiments.writers import (
     ChunkLog,
     atomic_write_text,
     new_run_dir,
+    run_lock,
     write_csv,
     write_json,
 )
@@ -49,7 +60,11 @@ __all__ = [
     "with_seed",
     "find_runs",
     "RunInterrupted",
+    "FINGERPRINT_NAME",
 ]
+
+#: the file in a run directory holding :func:`config.fingerprint` of its config
+FINGERPRINT_NAME = "config.fingerprint"
 
 Progress = Callable[[str, int, int], None]
 
@@ -91,10 +106,12 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def with_seed(cfg: config.SuiteConfig, seed: int | None) -> config.SuiteConfig:
-    """``cfg`` with ``[run].seed`` replaced (unchanged when ``seed`` is None)."""
-    if seed is None:
-        return cfg
-    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
+    """``cfg`` with ``[run].seed`` replaced (unchanged when ``seed`` is None).
+
+    Raises:
+      config.ConfigError: a seed out of range.
+    """
+    return config.with_seed(cfg, seed)
 
 
 def _resolved_body(text: str) -> str:
@@ -133,10 +150,40 @@ def find_runs(cfg: config.SuiteConfig, out="runs") -> list[tuple[Path, bool]]:
         if _resolved_body(text) != want:
             continue
         res = _read_results(run_dir)
-        complete = bool(res and res.get("complete"))
+        complete = (
+            bool(res and res.get("complete")) and (run_dir / "report.md").exists()
+        )
         found.append((run_dir, complete, (run_dir / "config.toml").stat().st_mtime))
     found.sort(key=lambda t: (t[2], t[0].name), reverse=True)
     return [(d, c) for d, c, _ in found]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _check_fingerprint(cfg: config.SuiteConfig, run_dir: Path) -> None:
+    """Refuse to resume ``run_dir`` when its config.toml is not the one it ran."""
+    now = config.fingerprint(cfg)
+    path = run_dir / FINGERPRINT_NAME
+    try:
+        stored = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:  # a run from before fingerprints: adopt this one
+        atomic_write_text(path, now + "\n")
+        return
+    except (OSError, UnicodeDecodeError) as err:
+        raise config.ConfigError(
+            f"{path}: cannot read the fingerprint: {err}."
+        ) from None
+    if stored != now:
+        raise config.ConfigError(
+            f"{run_dir / 'config.toml'} changed after the run started: it resolves "
+            f"to {now}, but the run's recorded units were computed with "
+            f"{config._one_line(stored[:80])} "
+            f"({FINGERPRINT_NAME}); resuming would mix results of two configs. "
+            "Restore the original config.toml, or start a new run with "
+            f"`mlejax run {run_dir / 'config.toml'}`."
+        )
 
 
 def run_suite(
@@ -147,6 +194,7 @@ def run_suite(
     resume=None,
     progress: Progress | None = None,
     on_chunk: Callable[[str, str, dict], None] | None = None,
+    notify: Callable[[str], None] | None = _stderr,
 ) -> tuple[Path, dict]:
     """Run every experiment of ``cfg`` and write the run directory.
 
@@ -160,33 +208,69 @@ def run_suite(
         each unit.
       on_chunk: called ``on_chunk(experiment, unit, result)`` after each unit is
         recorded (tests raise from it to simulate a crash).
+      notify: called with a one-line message when something needs saying
+        (corrupt lines dropped from ``chunks.jsonl``); standard error by default.
 
     Returns:
       ``(run_dir, results)``.
+
+    Raises:
+      config.ConfigError: an invalid config (before any directory is created),
+        or, on resume, a missing, invalid or edited ``config.toml``.
+      experiments.writers.RunLocked: another process is using the run directory.
+      experiments.writers.RunDirError: the run directory cannot be created.
     """
     t_start = time.perf_counter()
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.toml").exists():
-            raise config.ConfigError(
-                f"{run_dir}: not a run directory (no config.toml)."
+    with contextlib.ExitStack() as held:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / "config.toml").is_file():
+                raise config.ConfigError(
+                    f"{run_dir}: not a run directory (no config.toml)."
+                )
+            held.enter_context(run_lock(run_dir))
+            cfg = config.load(run_dir / "config.toml")
+            _check_fingerprint(cfg, run_dir)
+        else:
+            if cfg is None:
+                cfg = config.load(config.bundled_path("default"))
+            cfg = config.validate(with_seed(cfg, seed))
+            run_dir = new_run_dir(out, cfg.run.name)
+            held.enter_context(run_lock(run_dir))  # before config.toml exists
+            atomic_write_text(run_dir / "config.toml", config.to_toml(cfg))
+            fp = config.fingerprint(cfg)
+            atomic_write_text(run_dir / FINGERPRINT_NAME, fp + "\n")
+        try:
+            return _run(
+                cfg, run_dir, resume is not None, t_start, progress, on_chunk, notify
             )
-        cfg = config.load(run_dir / "config.toml")
-    else:
-        if cfg is None:
-            cfg = config.load(config.bundled_path("default"))
-        cfg = with_seed(cfg, seed)
-        run_dir = new_run_dir(out, cfg.run.name)
-        atomic_write_text(run_dir / "config.toml", config.to_toml(cfg))
-    try:
-        return _run(cfg, run_dir, resume is not None, t_start, progress, on_chunk)
-    except KeyboardInterrupt:
-        raise RunInterrupted(run_dir) from None
+        except KeyboardInterrupt:
+            raise RunInterrupted(run_dir) from None
 
 
-def _run(cfg, run_dir: Path, resumed: bool, t_start, progress, on_chunk):
+def _say_repairs(log: ChunkLog, notify) -> None:
+    if notify is None:
+        return
+    if log.corrupt_lines:
+        nums = ", ".join(map(str, log.corrupt_lines))
+        notify(
+            f"mlejax: {log.path}: line{'s' * (len(log.corrupt_lines) > 1)} {nums} "
+            f"{'are' if len(log.corrupt_lines) > 1 else 'is'} not a valid unit "
+            f"record; moved to {log.corrupt_path.name}, and the units not recorded "
+            "elsewhere in the log will be redone."
+        )
+    if log.duplicate_lines:
+        nums = ", ".join(map(str, log.duplicate_lines))
+        notify(
+            f"mlejax: {log.path}: dropped duplicate record(s) on line(s) {nums} "
+            "(the first record of each unit is kept)."
+        )
+
+
+def _run(cfg, run_dir: Path, resumed: bool, t_start, progress, on_chunk, notify):
     previous = _read_results(run_dir) if resumed else None
     log = ChunkLog(run_dir / "chunks.jsonl")
+    _say_repairs(log, notify)
     total = total_units(cfg)
     done = [sum(len(log.finished(n)) for n in cfg.experiments)]
     if progress:
@@ -243,8 +327,10 @@ def _run(cfg, run_dir: Path, resumed: bool, t_start, progress, on_chunk):
         e["seconds"] for e in results["experiments"].values()
     )
     results["run"]["wall_seconds"] = time.perf_counter() - t_start
-    results["complete"] = True
-    write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)  # every number, not yet complete
     text = report.render(results, EXPERIMENTS, plots)
     atomic_write_text(run_dir / "report.md", text)
+    # completion is written last: "complete": true means report.md exists
+    results["complete"] = True
+    write_json(run_dir / "results.json", results)
     return run_dir, results

@@ -5,11 +5,19 @@ directory and moved into place with ``os.replace`` (atomic on POSIX), so a crash
 leaves the old file or the new one, never half of one. ``chunks.jsonl`` is
 append-only: one JSON line per finished unit, written with a single ``write``
 on an ``O_APPEND`` descriptor and ``fsync``-ed; a torn last line (a crash in
-the middle of that write) is dropped when the log is reopened.
+the middle of that write) is dropped when the log is reopened, and a complete
+line that is not a valid unit record (a corrupted disk block, a hand edit) is
+moved to ``chunks.jsonl.corrupt`` so its unit is redone.
+
+A run directory is used by one process at a time: :func:`run_lock` takes an
+exclusive ``fcntl.flock`` on its ``.lock`` file for the whole run or resume (a
+second one gets :class:`RunLocked`), and the lock goes with the process, so a
+killed run never leaves a stale lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -18,6 +26,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: run directories are not locked
+    fcntl = None
 
 import numpy as np
 
@@ -29,6 +42,9 @@ __all__ = [
     "save_figure",
     "pyplot",
     "new_run_dir",
+    "run_lock",
+    "RunDirError",
+    "RunLocked",
     "ChunkLog",
     "to_jsonable",
 ]
@@ -129,23 +145,88 @@ def save_figure(fig, path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+class RunDirError(RuntimeError):
+    """A run directory that cannot be created or used (one line, for the CLI)."""
+
+
+class RunLocked(RunDirError):
+    """Another process is running or resuming the same run directory."""
+
+
 def new_run_dir(out, name: str) -> Path:
     """Create ``out/<name>-<YYYYmmdd-HHMMSS>`` (with ``-2``, ``-3``… if taken).
 
     ``os.mkdir`` fails on an existing directory, so an earlier run is never
-    overwritten, even by two runs started in the same second.
+    overwritten, even by two runs started in the same second. ``name`` must be
+    a single path component (the config checks ``[run].name``); the directory
+    is checked to lie directly inside ``out`` all the same.
+
+    Raises:
+      RunDirError: ``out`` cannot be created, or ``name`` would leave it.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise RunDirError(f"run name {name!r} is not a single directory name.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(
+            f"--out {out}: cannot create the folder for run directories: "
+            f"{err.strerror or err}."
+        ) from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1, 1000):
         path = out / (f"{name}-{stamp}" if i == 1 else f"{name}-{stamp}-{i}")
+        if path.resolve().parent != out.resolve():
+            raise RunDirError(f"run name {name!r} would write outside --out {out}.")
         try:
             os.mkdir(path)
             return path
         except FileExistsError:
             continue
-    raise RuntimeError(f"could not create a fresh run directory under {out}")
+        except OSError as err:
+            raise RunDirError(
+                f"--out {out}: cannot create a run directory: {err.strerror or err}."
+            ) from None
+    raise RunDirError(f"could not create a fresh run directory under {out}")
+
+
+#: the lock file inside a run directory
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold an exclusive lock on ``run_dir`` (``fcntl.flock`` on ``run_dir/.lock``).
+
+    Raises:
+      RunLocked: another process holds it (a run or resume still going on).
+    """
+    path = Path(run_dir) / LOCK_NAME
+    if fcntl is None:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise RunDirError(
+            f"{run_dir}: cannot lock the run directory: {err.strerror or err}."
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunLocked(
+                f"{run_dir} is in use by another mlejax process{who}; wait for it "
+                "to finish (or stop it), then resume."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class ChunkLog:
@@ -158,7 +239,33 @@ class ChunkLog:
     def __init__(self, path):
         self.path = Path(path)
         self.done: dict[str, dict] = {}
+        #: 1-based numbers of the complete lines that were not valid unit
+        #: records (moved to ``chunks.jsonl.corrupt``; their units are redone)
+        self.corrupt_lines: list[int] = []
+        #: 1-based numbers of lines repeating a unit already recorded (dropped)
+        self.duplicate_lines: list[int] = []
         self._repair_and_read()
+
+    @property
+    def corrupt_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".corrupt")
+
+    @staticmethod
+    def _record(line: bytes) -> dict | None:
+        """The unit record on ``line``, or None when it is not a valid one."""
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if not (
+            isinstance(rec, dict)
+            and isinstance(rec.get("experiment"), str)
+            and isinstance(rec.get("unit"), str)
+            and isinstance(rec.get("result"), dict)
+            and isinstance(rec.get("seconds", 0.0), int | float | None)
+        ):
+            return None
+        return rec
 
     def _repair_and_read(self) -> None:
         if not self.path.exists():
@@ -166,14 +273,30 @@ class ChunkLog:
             return
         raw = self.path.read_bytes()
         end = raw.rfind(b"\n") + 1
-        if end < len(raw):  # torn last line from a crash inside a write
+        keep, bad = [], []
+        for number, line in enumerate(raw[:end].split(b"\n")[:-1], start=1):
+            if not line.strip():
+                continue
+            rec = self._record(line)
+            if rec is None:
+                self.corrupt_lines.append(number)
+                bad.append(line)
+                continue
+            k = self.key(rec["experiment"], rec["unit"])
+            if k in self.done:  # the first record of a unit wins
+                self.duplicate_lines.append(number)
+                continue
+            self.done[k] = rec
+            keep.append(line)
+        if bad or self.duplicate_lines:
+            if bad:  # keep the evidence next to the log
+                with open(self.corrupt_path, "ab") as fh:
+                    fh.write(b"".join(line + b"\n" for line in bad))
+            atomic_write_bytes(self.path, b"".join(line + b"\n" for line in keep))
+        elif end < len(raw):  # torn last line from a crash inside a write
             with open(self.path, "r+b") as fh:
                 fh.truncate(end)
                 os.fsync(fh.fileno())
-        for line in raw[:end].decode("utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                self.done[self.key(rec["experiment"], rec["unit"])] = rec
 
     @staticmethod
     def key(experiment: str, unit: str) -> str:

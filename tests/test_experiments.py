@@ -394,3 +394,171 @@ def test_seed_changes_data_but_not_the_unit_keys():
     X1, y1, _ = logi.data(cfg, core.fold(jax.random.key(1), "logistic_fit"))
     assert not np.allclose(X0, X1)
     assert EXPERIMENTS["logistic_fit"].units(cfg) == ["newton", "sgd"]
+
+
+# -- run directory integrity: lock, fingerprint, corrupt lines, completion ----------
+class FakeExperiment:
+    """A stand-in for ``logistic_fit`` whose units take microseconds."""
+
+    __doc__ = "Fake.\n\nFour synthetic units."
+    NAME = "logistic_fit"
+    UNITS = ["u0", "u1", "u2", "u3"]
+    calls: list = []
+
+    @staticmethod
+    def units(config):
+        return FakeExperiment.UNITS
+
+    @staticmethod
+    def run_unit(config, key, unit):
+        FakeExperiment.calls.append(unit)
+        return {"value": float(jax.random.uniform(core.fold(key, unit)))}
+
+    @staticmethod
+    def summarize(config, unit_results):
+        rows = [{"solver": u, "value": r["value"]} for u, r in unit_results.items()]
+        return {
+            "summary": {"units": len(rows)},
+            "tables": {"solvers": rows},
+            "claims": [],
+        }
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    FakeExperiment.calls = []
+    monkeypatch.setitem(EXPERIMENTS, "logistic_fit", FakeExperiment)
+    return config.SuiteConfig(
+        run=config.RunSection(name="fake"),
+        experiments={"logistic_fit": config.LogisticFit(n=50)},
+    )
+
+
+def _records(run_dir):
+    return [json.loads(s) for s in (run_dir / "chunks.jsonl").read_text().splitlines()]
+
+
+def test_a_second_concurrent_resume_is_refused(tmp_path, fake, capsys):
+    from experiments import cli
+
+    run_dir, _ = suite.run_suite(fake, out=tmp_path)
+    with writers.run_lock(run_dir):  # as if another process were resuming it
+        with pytest.raises(writers.RunLocked, match="in use by another mlejax"):
+            suite.run_suite(resume=run_dir)
+        assert cli.main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mlejax: error: ") and str(run_dir) in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert len(_records(run_dir)) == 4
+    suite.run_suite(resume=run_dir)  # the lock goes with its holder
+    assert len(_records(run_dir)) == 4 and FakeExperiment.calls == fake_units()
+
+
+def fake_units():
+    return list(FakeExperiment.UNITS)
+
+
+def test_the_run_lock_holds_across_processes(tmp_path, fake):
+    import subprocess
+    import sys
+
+    run_dir, _ = suite.run_suite(fake, out=tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; "
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
+            "os.write(fd, b'4242'); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(run_dir / writers.LOCK_NAME),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(writers.RunLocked, match=r"\(pid 4242\)"):
+            suite.run_suite(resume=run_dir)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    suite.run_suite(resume=run_dir)
+    assert len(_records(run_dir)) == 4
+
+
+def test_resume_refuses_an_edited_config(tmp_path, fake):
+    def stop_after_two(exp, unit, result):
+        if len(FakeExperiment.calls) == 2:
+            raise Crash("simulated kill")
+
+    with pytest.raises(Crash):
+        suite.run_suite(fake, out=tmp_path, on_chunk=stop_after_two)
+    (run_dir,) = tmp_path.iterdir()
+    stored = (run_dir / suite.FINGERPRINT_NAME).read_text().strip()
+    assert stored == config.fingerprint(fake)
+    text = (run_dir / "config.toml").read_text()
+    (run_dir / "config.toml").write_text(text.replace("n = 50", "n = 60"))
+    with pytest.raises(config.ConfigError) as exc:
+        suite.run_suite(resume=run_dir)
+    msg = str(exc.value)
+    edited = dataclasses.replace(
+        fake, experiments={"logistic_fit": config.LogisticFit(n=60)}
+    )
+    assert stored in msg and config.fingerprint(edited) in msg
+    assert "config.toml" in msg and "\n" not in msg
+    assert len(_records(run_dir)) == 2  # nothing mixed in
+    # comments and layout are not the config: the original values resume fine
+    (run_dir / "config.toml").write_text("# a note\n" + text + "\n\n")
+    _, res = suite.run_suite(resume=run_dir)
+    assert res["complete"] and FakeExperiment.calls == fake_units()
+
+
+def test_a_corrupt_middle_line_is_skipped_and_its_unit_redone(tmp_path, fake):
+    run_dir, first = suite.run_suite(fake, out=tmp_path)
+    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
+    lines[1] = lines[1][:25] + "\x00garbage"  # unit u1's record, mangled
+    lines.insert(3, lines[2])  # and a duplicate of u2's (an old concurrent resume)
+    (run_dir / "chunks.jsonl").write_text("\n".join(lines) + "\n")
+    said = []
+    FakeExperiment.calls = []
+    _, res = suite.run_suite(resume=run_dir, notify=said.append)
+    assert FakeExperiment.calls == ["u1"]  # only the lost unit is redone
+    recs = _records(run_dir)
+    assert sorted(r["unit"] for r in recs) == fake_units()
+    assert res["experiments"]["logistic_fit"] == {
+        **first["experiments"]["logistic_fit"],
+        "seconds": res["experiments"]["logistic_fit"]["seconds"],
+    }
+    assert any("line 2 is not a valid unit record" in m for m in said), said
+    assert any("duplicate" in m and "line(s) 4" in m for m in said), said
+    assert "garbage" in (run_dir / "chunks.jsonl.corrupt").read_text()
+    said.clear()
+    suite.run_suite(resume=run_dir, notify=said.append)  # repaired: nothing to say
+    assert said == [] and len(_records(run_dir)) == 4
+
+
+def test_complete_is_written_only_after_the_report(tmp_path, fake, monkeypatch):
+    from experiments import report
+
+    def no_report(*args):
+        raise Crash("report failed")
+
+    monkeypatch.setattr(report, "render", no_report)
+    with pytest.raises(Crash):
+        suite.run_suite(fake, out=tmp_path)
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "report.md").exists()
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["complete"] is False and len(res["experiments"]) == 1
+    assert suite.find_runs(fake, tmp_path) == [(run_dir, False)]
+    # a results.json that claims completion without a report is not complete
+    writers.write_json(run_dir / "results.json", {**res, "complete": True})
+    assert suite.find_runs(fake, tmp_path) == [(run_dir, False)]
+    monkeypatch.undo()
+    monkeypatch.setitem(EXPERIMENTS, "logistic_fit", FakeExperiment)
+    suite.run_suite(resume=run_dir)
+    assert (run_dir / "report.md").exists()
+    assert suite.find_runs(fake, tmp_path) == [(run_dir, True)]
