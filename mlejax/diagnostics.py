@@ -21,7 +21,8 @@ __all__ = ["post_check", "separating_columns", "input_ok"]
 def input_ok(family, data) -> object:
     """Traced: the data a host check would have accepted (for jit/vmap input).
 
-    Offset and weights finite, weights non-negative with a positive total,
+    Offset and weights finite, weights non-negative with at least as many
+    positive-weight rows as parameters,
     and every positive-weight ``y`` in the family's support. O(n), no pass over
     ``X``: a non-finite ``X`` makes the score non-finite, which every engine
     reports (``NON_FINITE``).
@@ -30,6 +31,8 @@ def input_ok(family, data) -> object:
     kw = {} if trials is None else {"trials": trials}
     ok = jnp.all(jnp.isfinite(offset))
     ok = ok & jnp.all(jnp.isfinite(w) & (w >= 0)) & (jnp.sum(w) > 0)
+    k = X.shape[1] * family.eta_dim + len(family.extra_names)
+    ok = ok & (jnp.sum(w > 0) >= k)  # identifiable: enough positive-weight rows
     return ok & jnp.all(jnp.where(w > 0, family.in_support(y, **kw), True))
 
 

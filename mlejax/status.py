@@ -57,7 +57,8 @@ _REASONS = {
     ),
     Status.NOT_MAXIMUM: (
         "not a maximum: the Hessian of the log-likelihood is not negative "
-        "definite there (a saddle, a minimum or a flat direction)"
+        "definite there (a saddle, a minimum or a flat direction), or a "
+        "first-order solver stopped where Newton still predicts a gain"
     ),
     Status.EMPTY_CLASS: "a class of y has no observations: its coefficients diverge",
 }

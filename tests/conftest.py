@@ -33,8 +33,9 @@ settings.load_profile("mlejax")
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "slow: exhaustive cases left out of the default run (CI runs them in a "
-        "separate, time-limited step: python -m pytest -m slow)",
+        "slow: exhaustive cases (the full degenerate-input fuzz matrix, about "
+        "15 minutes) left out of the default run and of CI's 8-minute budget; "
+        "run them with: python -m pytest -m slow",
     )
     # hypothesis touches mypy_extensions.TypedDict while it reports a failing
     # example; under filterwarnings=error that DeprecationWarning would replace

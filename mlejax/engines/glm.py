@@ -21,10 +21,16 @@ from mlejax import _math, inference, objective
 from mlejax.engines import EngineResult
 from mlejax.objective import GLMData
 from mlejax.solvers import lbfgs, newton_loop, optax_loop
+from mlejax.solvers.newton import newton_direction
 from mlejax.status import Status
 
 #: a row whose fitted log-probability exceeds -SEPARATION_TOL is fitted perfectly
 SEPARATION_TOL = 1e-11
+#: the same for first-order solvers, which stop earlier on the way to infinity
+SEPARATION_TOL_FIRST_ORDER = 1e-6
+#: first-order fits: the Newton decrement g'H^-1 g / 2 (the predicted gain in
+#: log-likelihood, scale-free) must be below this at the returned point
+DECREMENT_TOL = 1e-6
 #: Newton on a strided subsample first when n is at least this large
 SUBSAMPLE_MIN_ROWS = 131_072
 #: rows of that subsample (about)
@@ -67,17 +73,17 @@ def start_values(family, data: GLMData, p: int) -> jax.Array:
     return jnp.concatenate([beta0, u0])
 
 
-def separated(family, data: GLMData, obj, theta) -> jax.Array:
+def separated(family, data: GLMData, obj, theta, tol=SEPARATION_TOL) -> jax.Array:
     """Whether some positive-weight row is predicted with probability ~1."""
     if not family.can_separate:
         return jnp.asarray(False)
     X, y, w, offset, trials = data
     beta, extra = obj.unpack(theta)
     logp = family.log_prob_rows(y, obj.eta(theta), **extra, **_data_kw(trials))
-    return jnp.any((w > 0) & (logp > -SEPARATION_TOL))
+    return jnp.any((w > 0) & (logp > -tol))
 
 
-def _projection(family, nb: int):
+def extra_projection(family, nb: int):
     """Keep the log extras inside ``log(extra_bounds)`` (None when unbounded)."""
     clamps = []
     for i, k in enumerate(family.extra_names):
@@ -133,7 +139,7 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
     obj = objective.make_glm(family, data)
-    project = _projection(family, nb)
+    project = extra_projection(family, nb)
     convex = family.convex
     nobs = jnp.sum(w)
     if solver == "newton":
@@ -168,6 +174,17 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
         out = out._replace(x=proj(out.x))
         trace = out.trace * nobs
         g, H, _ = obj.evaluate(out.x, True)
+        # The solver's gradient test is not scale-free (a column scaled by 1e8
+        # passes it far from the optimum): require the Newton decrement too.
+        step = newton_direction(g, H, convex)
+        short = ~(0.5 * jnp.dot(g, step) <= DECREMENT_TOL)
+        out = out._replace(
+            status=jnp.where(
+                (out.status == Status.CONVERGED) & short,
+                int(Status.NOT_MAXIMUM),
+                out.status,
+            )
+        )
     theta = out.x
     if family.smooth:
         info = inference.natural_hessian(H, g, theta, nb)
@@ -187,7 +204,8 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     status = jnp.where((status == Status.CONVERGED) & ~pd, int(bad_info), status)
     # boundaries, most specific last
     status = jnp.where(family.at_bound(y, w, extra), int(Status.BOUND), status)
-    sep = separated(family, data, obj, theta)
+    sep_tol = SEPARATION_TOL if solver == "newton" else SEPARATION_TOL_FIRST_ORDER
+    sep = separated(family, data, obj, theta, sep_tol)
     status = jnp.where(sep, int(Status.SEPARATION), status)
     status = jnp.where(family.empty_class(y, w), int(Status.EMPTY_CLASS), status)
     converged = status == Status.CONVERGED

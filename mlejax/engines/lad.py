@@ -75,6 +75,11 @@ def fit(family, data: GLMData, tol, max_iter: int) -> EngineResult:
     # the expected information (the log-likelihood is not smooth):
     # b^2 (X'WX)^-1 from the accurate least-squares inverse, and b^2 / n
     cov = bscale**2 * xtx_inv
+    # an overflowing scale (y ~ 1e160) or a singular X under jit is no success
+    finite = (
+        jnp.all(jnp.isfinite(cov)) & jnp.isfinite(bscale) & jnp.all(jnp.isfinite(b))
+    )
+    ok = done & finite
     return EngineResult(
         params=b,
         extra={"scale": bscale},
@@ -83,8 +88,12 @@ def fit(family, data: GLMData, tol, max_iter: int) -> EngineResult:
         stderr=jnp.sqrt(jnp.diag(cov)),
         loglik=loglik,
         n_iter=k + jnp.where(exact_fit, 0, out.n_pivots),
-        converged=done,
-        status=jnp.where(done, int(Status.CONVERGED), int(Status.MAX_ITER)),
+        converged=ok,
+        status=jnp.where(
+            ok,
+            int(Status.CONVERGED),
+            jnp.where(done, int(Status.NON_FINITE), int(Status.MAX_ITER)),
+        ),
         # mean NLL per iterate at the final scale (its last entry is -loglik/nobs)
         trace=trace / (nobs * jnp.where(bscale > 0, bscale, 1.0))
         + jnp.log(2.0 * bscale),

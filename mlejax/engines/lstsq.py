@@ -16,21 +16,31 @@ def fit(family, data: GLMData) -> EngineResult:
     """OLS convention: ``cov = RSS / (n - p) (X'WX)^-1``; ``scale`` the MLE."""
     X, y, w, offset, _ = data
     n, p = X.shape
-    parts = linalg.lstsq_core(X, y - offset, jnp.sqrt(w))
+    sw = jnp.sqrt(w)
+    # y is scaled by a power of two (exact) so that residuals of y ~ 1e-160 do
+    # not underflow nor those of y ~ 1e160 overflow when squared
+    top = jnp.max(jnp.where(w > 0, jnp.abs(y - offset), 0.0))
+    _, e = jnp.frexp(jnp.where(jnp.isfinite(top) & (top > 0), top, 1.0))
+    s = jnp.ldexp(jnp.ones((), X.dtype), e)
+    parts = linalg.lstsq_core(X, (y - offset) / s, sw)
     nobs = jnp.sum(w)
     # An exact fit leaves residuals at the rounding level of y: call that zero.
-    tiny = (nobs * jnp.finfo(X.dtype).eps * jnp.max(jnp.abs(jnp.sqrt(w) * y))) ** 2
-    rss = jnp.where(parts.rss <= tiny, 0.0, parts.rss)
-    sigma = jnp.sqrt(rss / nobs)
+    tiny = (
+        nobs * jnp.finfo(X.dtype).eps * jnp.max(jnp.abs(sw * (y - offset) / s))
+    ) ** 2
+    rss = jnp.where(parts.rss <= tiny, 0.0, parts.rss)  # in units of s^2
+    sigma = jnp.sqrt(rss / nobs) * s
     s2 = rss / (nobs - p)
-    cov = s2 * parts.xtx_inv
+    cov = (s2 * s) * s * parts.xtx_inv
     loglik = jnp.where(
         rss > 0,
-        -0.5 * nobs * (math.log(2 * math.pi) + jnp.log(rss / nobs) + 1.0),
+        -0.5
+        * nobs
+        * (math.log(2 * math.pi) + jnp.log(rss / nobs) + 2 * jnp.log(s) + 1),
         jnp.inf,
     )
     # exact fit: stderr 0 (cov is 0 up to rounding)
-    stderr = jnp.where(sigma > 0, jnp.sqrt(jnp.diag(cov)), 0.0)
+    stderr = jnp.where(sigma > 0, jnp.sqrt(s2 * jnp.diag(parts.xtx_inv)) * s, 0.0)
     # NaN/inf in X or y (possible only under the caller's jit/vmap), or a
     # singular X there: the solve is not finite, and that is no convergence
     finite = jnp.all(jnp.isfinite(parts.beta)) & jnp.isfinite(parts.rss)
@@ -38,7 +48,7 @@ def fit(family, data: GLMData) -> EngineResult:
     # rank, judged in the trace too (eagerly, fit() names the columns on the host)
     singular = linalg.rank_deficient(parts.r_eq)
     return EngineResult(
-        params=parts.beta,
+        params=parts.beta * s,
         extra={"scale": sigma},
         extra_stderr={"scale": sigma / jnp.sqrt(2.0 * nobs)},
         cov=cov,
