@@ -19,10 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from mlejax import equivalence, families, fit, losses, status
+from mlejax import equivalence, families, fit, losses, stattests, status
 from mlejax.families import STUDENT_T_DF_MAX
 from mlejax.fit import fit_likelihood, ols
+from mlejax.profile import profile_ci
+from mlejax.profile_likelihood import profile_ci_likelihood
 from mlejax.result import FitResult
+from mlejax.stattests import delta_method, lr_test, score_test
 from mlejax.status import ConvergenceWarning, PerfectSeparationWarning, Status
 
 __version__ = "0.1.0"
@@ -110,4 +113,10 @@ __all__ = [
     "families",
     "losses",
     "status",
+    "stattests",
+    "lr_test",
+    "score_test",
+    "delta_method",
+    "profile_ci",
+    "profile_ci_likelihood",
 ]

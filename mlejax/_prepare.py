@@ -216,3 +216,70 @@ def no_grad_error(name: str) -> NotImplementedError:
         "differentiable by the implicit function theorem are still to come. "
         "Differentiate the log-likelihood at res.params instead."
     )
+
+
+COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
+
+
+def check_cov_type(cov_type, smooth: bool = True) -> None:
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {COV_TYPES}; got {cov_type!r}.")
+    if cov_type != "nonrobust" and not smooth:
+        raise ValueError(
+            f"cov_type={cov_type!r} needs a smooth log-likelihood (per-observation "
+            "scores and an observed Hessian); Laplace is not smooth: use "
+            "cov_type='nonrobust' (its expected information) or bootstrap."
+        )
+
+
+def prepare_groups(cov_type, groups, n: int, n_groups=None):
+    """``(codes, bounds)`` for ``cov_type="cluster"``, ``(None, None)`` otherwise.
+
+    Concrete ``groups`` (any labels, ``(n,)`` or ``(n, 2)``) become dense
+    integer codes on the host, with the numbers of groups as static bounds
+    ``(G,)`` or ``(G1, G2, G12)``. Traced ``groups`` (the caller's
+    ``jit``/``vmap``) must be integer codes; the bounds are ``n_groups``
+    (an int, or a pair for two-way) or ``n``.
+    """
+    check_cov_type(cov_type)
+    if cov_type != "cluster":
+        if groups is not None:
+            raise ValueError(
+                f"groups= is only used with cov_type='cluster' (got cov_type={cov_type!r})."
+            )
+        return None, None
+    if groups is None:
+        raise ValueError("cov_type='cluster' needs groups= ((n,) or (n, 2) codes).")
+    if hasattr(groups, "to_numpy"):
+        groups = groups.to_numpy()
+    shape = np.shape(groups)
+    if shape not in ((n,), (n, 1), (n, 2)):
+        raise ValueError(
+            f"groups must have shape ({n},) or ({n}, 2) (one code per row of X, "
+            f"two-way: two columns); got shape {shape}."
+        )
+    if len(shape) == 2 and shape[1] == 1:
+        groups = groups[:, 0]
+    two = len(np.shape(groups)) == 2
+    if isinstance(groups, jax.core.Tracer):
+        if not jnp.issubdtype(groups.dtype, jnp.integer):
+            raise ValueError("groups under jit/vmap must be integer codes.")
+        if n_groups is None:
+            return groups, ((n, n, n) if two else (n,))
+        b = tuple(int(g) for g in np.atleast_1d(n_groups))
+        if two:
+            return groups, (b[0], b[-1], min(b[0] * b[-1], n))
+        return groups, b[:1]
+    g = np.asarray(groups)
+    cols = [g] if not two else [g[:, 0], g[:, 1]]
+    codes = [np.unique(c, return_inverse=True)[1].reshape(-1) for c in cols]
+    if two:
+        pair = codes[0].astype(np.int64) * (codes[1].max() + 1) + codes[1]
+        codes.append(np.unique(pair, return_inverse=True)[1].reshape(-1))
+    bounds = tuple(int(c.max()) + 1 for c in codes)
+    if min(bounds[:2]) < 2:
+        raise ValueError(
+            f"groups: cluster-robust covariance needs at least 2 groups; got {min(bounds)}."
+        )
+    out = np.stack(codes[:2], axis=1) if two else codes[0]
+    return jnp.asarray(out.astype(np.int32)), bounds

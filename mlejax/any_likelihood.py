@@ -21,36 +21,46 @@ from mlejax.status import ConvergenceWarning
 __all__ = ["fit_likelihood"]
 
 
-@functools.partial(jax.jit, static_argnames=("loglik", "solver", "max_iter", "n_obs"))
-def _fit_likelihood_jit(init_params, data, tol, *, loglik, solver, max_iter, n_obs):
+@functools.partial(
+    jax.jit, static_argnames=("loglik", "solver", "max_iter", "n_obs", "cov")
+)
+def _fit_likelihood_jit(
+    init_params, data, tol, groups, *, loglik, solver, max_iter, n_obs, cov
+):
     fields = likelihood.fit(
         init_params,
         data,
         tol,
+        groups,
         loglik=loglik,
         solver=solver,
         max_iter=max_iter,
         n_obs=n_obs,
+        cov=cov,
     )
     name = solver if isinstance(solver, str) else "optax"
-    return FitResult(**fields, family="custom", solver=name)
+    return FitResult(**fields, family="custom", solver=name, cov_type=cov[0])
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6))
-def _fit_likelihood_traced(init_params, data, tol, loglik, solver, max_iter, n_obs):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6, 7, 8))
+def _fit_likelihood_traced(
+    init_params, data, tol, groups, loglik, solver, max_iter, n_obs, cov
+):
     return _fit_likelihood_jit(
         init_params,
         data,
         tol,
+        groups,
         loglik=loglik,
         solver=solver,
         max_iter=max_iter,
         n_obs=n_obs,
+        cov=cov,
     )
 
 
 @_fit_likelihood_traced.defjvp
-def _fit_likelihood_traced_jvp(loglik, solver, max_iter, n_obs, primals, tangents):
+def _fit_likelihood_traced_jvp(loglik, solver, max_iter, n_obs, cov, primals, tangents):
     raise _prepare.no_grad_error("fit_likelihood")
 
 
@@ -62,6 +72,9 @@ def fit_likelihood(
     tol: float = 1e-10,
     max_iter: int = 200,
     n_obs: int | None = None,
+    cov_type: str = "nonrobust",
+    groups: Any = None,
+    n_groups: int | tuple | None = None,
 ) -> FitResult:
     """Maximise any total log-likelihood ``loglik(params, *data)`` over a pytree.
 
@@ -70,6 +83,12 @@ def fit_likelihood(
     ``init_params``; ``cov`` is over ``ravel_pytree`` order. ``aic``/``bic``
     count every parameter, with ``n`` the leading length of ``data[0]`` (or
     ``n_obs``). Pass the same ``loglik`` function object to reuse the compiled fit.
+
+    ``loglik`` may return the per-observation contributions ``(n,)`` (they
+    are summed for fitting); robust ``cov_type`` (``"HC0"``, ``"HC1"``,
+    ``"cluster"`` with ``groups``, as for ``mj.fit``, k = all parameters in
+    HC1 and the cluster correction) needs them: a scalar ``loglik`` with a
+    robust ``cov_type`` is a ``ValueError``. See docs/inference.md.
 
     >>> import jax.numpy as jnp, mlejax as mj
     >>> x = jnp.array([0.5, 1.5, 2.5, 3.5])
@@ -91,11 +110,24 @@ def fit_likelihood(
         else jnp.result_type(float)
     )
     init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
-    args = (init_params, tuple(data), jnp.asarray(tol, dtype))
+    _prepare.check_cov_type(cov_type)
+    n_rows = n_obs
+    if cov_type != "nonrobust":
+        out = jax.eval_shape(loglik, init_params, *data)
+        if len(out.shape) != 1:
+            raise ValueError(
+                f"cov_type={cov_type!r} needs per-observation contributions: loglik "
+                f"must return an (n,) array (it is summed for fitting); it returns "
+                f"shape {tuple(out.shape)}."
+            )
+        n_rows = out.shape[0]
+    groups, bounds = _prepare.prepare_groups(cov_type, groups, n_rows, n_groups)
+    cov = (cov_type, bounds)
+    args = (init_params, tuple(data), jnp.asarray(tol, dtype), groups)
     if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
-        return _fit_likelihood_traced(*args, loglik, solver, max_iter, n_obs)
+        return _fit_likelihood_traced(*args, loglik, solver, max_iter, n_obs, cov)
     res = _fit_likelihood_jit(
-        *args, loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs
+        *args, loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs, cov=cov
     )
     if not bool(res.converged):
         warnings.warn(

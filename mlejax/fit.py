@@ -35,7 +35,9 @@ __all__ = ["fit", "ols", "fit_likelihood"]
 QUICK_COMPILE_SIZE = 1 << 17
 
 
-def _fit_core(X, y, weights, offset, trials, tol, *, family, solver, max_iter, traced):
+def _fit_core(
+    X, y, weights, offset, trials, tol, groups, *, family, solver, max_iter, traced, cov
+):
     data = GLMData(X, y, weights, offset, trials)
     eng, solver_name = engines.run(family, data, solver, tol, max_iter)
     status, converged = eng.status, eng.converged
@@ -46,6 +48,7 @@ def _fit_core(X, y, weights, offset, trials, tol, *, family, solver, max_iter, t
     nobs = jnp.sum(weights)
     k = X.shape[1] * family.eta_dim + len(family.extra_names)
     aic, bic = inference.information_criteria(eng.loglik, k, nobs)
+    dev, null_dev = inference.deviances(family, data, eng.params, eng.extra, eng.loglik)
     res = FitResult(
         params=eng.params,
         extra=eng.extra,
@@ -62,11 +65,16 @@ def _fit_core(X, y, weights, offset, trials, tol, *, family, solver, max_iter, t
         trace=eng.trace,
         family=family.name,
         solver=solver_name,
+        family_obj=family,
+        deviance=dev,
+        null_deviance=null_dev,
     )
+    if traced:  # the host path runs finish_jit: one fit compile for every cov_type
+        res = inference.finish(res, data, groups, family, cov)
     return res, eng.r_eq
 
 
-_STATIC = ("family", "solver", "max_iter", "traced")
+_STATIC = ("family", "solver", "max_iter", "traced", "cov")
 _fit_jit = jax.jit(_fit_core, static_argnames=_STATIC)
 try:
     _fit_jit_quick = jax.jit(
@@ -78,8 +86,10 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7, 8))
-def _fit_traced(X, y, weights, offset, trials, tol, family, solver, max_iter):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10))
+def _fit_traced(
+    X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
+):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
         X,
@@ -88,15 +98,17 @@ def _fit_traced(X, y, weights, offset, trials, tol, family, solver, max_iter):
         offset,
         trials,
         tol,
+        groups,
         family=family,
         solver=solver,
         max_iter=max_iter,
         traced=True,
+        cov=cov,
     )
 
 
 @_fit_traced.defjvp
-def _fit_traced_jvp(family, solver, max_iter, primals, tangents):
+def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
     raise _prepare.no_grad_error("fit")
 
 
@@ -112,6 +124,9 @@ def fit(
     tol: float = 1e-10,
     max_iter: int = 100,
     buckets: bool = False,
+    cov_type: str = "nonrobust",
+    groups: ArrayLike | None = None,
+    n_groups: int | tuple | None = None,
 ) -> FitResult:
     """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
 
@@ -137,8 +152,12 @@ def fit(
         ``trials = 0``), after the checks. Zero-weight rows contribute exactly
         nothing, so the result is the fit of the given rows (``nobs`` and the
         information criteria included), while every ``n`` in a bucket shares
-        one compiled fit. Inputs under the caller's ``jit``/``vmap`` (tracers)
-        and arrays sharded over several devices are not padded.
+        one compiled fit. Inputs under the caller's ``jit``/``vmap`` (tracers),
+        arrays sharded over several devices and ``groups`` are not padded.
+      cov_type: ``"nonrobust"`` (inverse observed information), ``"HC0"``,
+        ``"HC1"`` (HC0 x n/(n-k), k coefficients) or ``"cluster"`` (with
+        ``groups`` ``(n,)`` or ``(n, 2)``; ``n_groups``: static bound on the
+        number of groups under ``jit``/``vmap``). See docs/inference.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -160,20 +179,32 @@ def fit(
     X, y, weights, offset, trials, names = _prepare.prepare(
         X, y, family, weights, offset, trials
     )
+    _prepare.check_cov_type(cov_type, family.smooth)
+    groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
+    cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials)
-    if _prepare.is_traced(*data, tol):
-        res, r_eq = _fit_traced(*data, tol, family, solver, max_iter)
+    if _prepare.is_traced(*data, tol, groups):
+        res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
         return res.replace(names=names)
-    if buckets and _buckets.paddable(*data):
+    if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
         data = _buckets.pad_rows(*data, family, _buckets.bucket_size(X.shape[0]))
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
     res, r_eq = compiled(
-        *data, tol, family=family, solver=solver, max_iter=max_iter, traced=False
+        *data,
+        tol,
+        None,
+        family=family,
+        solver=solver,
+        max_iter=max_iter,
+        traced=False,
+        cov=("nonrobust", None),
     )
-    res = res.replace(names=names)
+    res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
+        names=names
+    )
     if r_eq is not None:
         cols = linalg.collinear_columns(r_eq, names)
         if cols is not None:

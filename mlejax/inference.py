@@ -71,3 +71,263 @@ def from_information(info: jax.Array, nb: int, cov_scale=1.0) -> Inference:
 def information_criteria(loglik, k, nobs):
     """``(aic, bic) = (-2 l + 2 k, -2 l + k log n)``."""
     return -2.0 * loglik + 2.0 * k, -2.0 * loglik + k * jnp.log(nobs)
+
+
+# ----------------------------------------------------------------------------
+# Robust (sandwich) covariances
+# ----------------------------------------------------------------------------
+COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
+
+
+def sandwich(bread_info, S, w, cov_type, codes, nobs, k):
+    """``H^-1 M H^-1`` with the meat ``M`` from per-observation scores ``S``.
+
+    ``bread_info``: the information ``H`` (``(d, d)``); ``S``: unweighted
+    per-row scores ``(n, d)``; ``w``: frequency weights (a row of weight ``w``
+    counts as ``w`` replicated rows: ``w s s'`` in HC, ``w s`` summed within
+    its cluster); ``codes``: ``None`` or a tuple of ``(inverse codes, bound)``
+    per clustering (two-way: ``(g1, g2, g1 x g2)`` combined as
+    ``V1 + V2 - V12``). ``k`` (coefficient count) enters HC1 ``n/(n-k)`` and
+    the cluster correction ``G/(G-1) (n-1)/(n-k)``. Returns the covariance and
+    the numbers of clusters (``None`` for HC).
+    """
+    B = inverse_information(bread_info)
+    S = jnp.where(w[:, None] > 0, S, 0.0)
+    if cov_type in ("HC0", "HC1"):
+        meat = S.T @ (w[:, None] * S)
+        cov = B @ meat @ B
+        if cov_type == "HC1":
+            cov = cov * (nobs / (nobs - k))
+        return cov, None
+    covs, counts = [], []
+    for inv, bound in codes:
+        T = jax.ops.segment_sum(w[:, None] * S, inv, num_segments=bound)
+        G = jnp.sum(jax.ops.segment_sum(w, inv, num_segments=bound) > 0)
+        corr = G / (G - 1.0) * (nobs - 1.0) / (nobs - k)
+        covs.append(B @ (T.T @ T) @ B * corr)
+        counts.append(G)
+    if len(covs) == 1:
+        return covs[0], counts[0]
+    return covs[0] + covs[1] - covs[2], jnp.stack(counts[:2])
+
+
+def cluster_codes(groups, bounds):
+    """In-trace dense codes for ``groups`` ``(n,)`` or ``(n, 2)``.
+
+    ``bounds``: static upper bounds of the numbers of groups (one per
+    clustering, plus one for the intersection when two-way); every distinct
+    value must fit under its bound (``jnp.unique(size=bound)``).
+    """
+
+    def dense(g, bound):
+        _, inv = jnp.unique(g, size=bound, fill_value=g[0], return_inverse=True)
+        return inv.reshape(-1), bound
+
+    if groups.ndim == 1:
+        return (dense(groups, bounds[0]),)
+    g1, g2 = groups[:, 0], groups[:, 1]
+    c1, c2 = dense(g1, bounds[0]), dense(g2, bounds[1])
+    # the intersection: a pair code from the dense codes (no overflow: < n^2)
+    pair = c1[0].astype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    pair = pair * bounds[1] + c2[0]
+    return (c1, c2, dense(pair, bounds[2]))
+
+
+def glm_row_derivs(family, y, eta, extra: dict, trials, hess: bool = True):
+    """Per-row gradient ``(n, m+q)`` (and Hessian) of ``-log p`` in ``(eta, extras)``.
+
+    Extras on their natural scale; exact (autodiff of ``log_prob_rows``).
+    """
+    m, names = family.eta_dim, family.extra_names
+    axis = family.eta_has_axis
+    q = len(names)
+
+    def row_nll(z, yi, ti):
+        kw = dict(zip(names, [z[m + j] for j in range(q)], strict=True))
+        if trials is not None:
+            kw["trials"] = ti
+        return -family.log_prob_rows(yi, z[:m] if axis else z[0], **kw)
+
+    eta2 = eta if axis else eta[:, None]
+    ex = jnp.stack([jnp.asarray(extra[k], eta.dtype) for k in names]) if q else None
+    z = (
+        eta2
+        if not q
+        else jnp.concatenate([eta2, jnp.broadcast_to(ex, (eta2.shape[0], q))], 1)
+    )
+    t = trials if trials is not None else jnp.zeros_like(y)
+    g = jax.vmap(jax.grad(row_nll))(z, y, t)
+    if not hess:
+        return g, None
+    return g, jax.vmap(jax.hessian(row_nll))(z, y, t)
+
+
+def glm_scores_information(family, X, y, w, eta, extra, trials):
+    """Per-row scores ``(n, nb+q)`` of ``log p`` and the observed information.
+
+    Over the natural parameters ``[vec(beta) (row-major), extras]``, the
+    order of ``res.cov`` and ``extra_stderr``. Zero-weight rows count nothing.
+    """
+    n, p = X.shape
+    m = family.eta_dim
+    g, h = glm_row_derivs(family, y, eta, extra, trials)
+    keep = w > 0
+    g = jnp.where(keep[:, None], g, 0.0)
+    h = jnp.where(keep[:, None, None], h, 0.0)
+    S = -jnp.concatenate(
+        [(X[:, :, None] * g[:, None, :m]).reshape(n, p * m), g[:, m:]], axis=1
+    )
+    wh = w[:, None, None] * h
+    nb = p * m
+    H_bb = jnp.einsum("ni,nab,nj->iajb", X, wh[:, :m, :m], X).reshape(nb, nb)
+    H_bu = jnp.einsum("ni,nak->iak", X, wh[:, :m, m:]).reshape(nb, -1)
+    H_uu = jnp.sum(wh[:, m:, m:], axis=0)
+    H = jnp.block([[H_bb, H_bu], [H_bu.T, H_uu]])
+    return S, H
+
+
+def robust_glm(family, data, beta, extra, cov_type, groups, bounds):
+    """``(cov, stderr, extra_stderr, n_groups)`` of a GLM fit, robust ``cov_type``."""
+    X, y, w, offset, trials = data
+    axis = family.eta_has_axis
+    eta = X @ beta + (offset[:, None] if axis else offset)
+    S, H = glm_scores_information(family, X, y, w, eta, extra, trials)
+    nb = beta.size
+    codes = cluster_codes(groups, bounds) if cov_type == "cluster" else None
+    cov, n_groups = sandwich(H, S, w, cov_type, codes, jnp.sum(w), nb)
+    se = jnp.sqrt(jnp.diag(cov))
+    return cov[:nb, :nb], se[:nb].reshape(beta.shape), se[nb:], n_groups
+
+
+# ----------------------------------------------------------------------------
+# Deviance (R's definitions) for the families that define a saturated model
+# ----------------------------------------------------------------------------
+def _intercept_only(f, c0, max_iter: int = 30):
+    """Minimise the scalar ``f`` by safeguarded Newton from ``c0``.
+
+    A step is taken only if it lowers ``f`` (else the step length is
+    quartered); stops when the step is below ``1e-12 (1 + |c|)``. Lean on
+    purpose: it is compiled into every fit.
+    """
+
+    def cond(carry):
+        _, _, _, k, done = carry
+        return (k < max_iter) & ~done
+
+    def body(carry):
+        c, t, fc, k, _ = carry
+        g, h = jax.jvp(jax.grad(f), (c,), (jnp.ones_like(c),))
+        d = -g / jnp.where(h > 0, h, jnp.abs(g) + 1.0)
+        cn = c + t * d
+        fn = f(cn)
+        ok = jnp.isfinite(fn) & (fn <= fc)
+        small = jnp.abs(t * d) <= 1e-12 * (1.0 + jnp.abs(c))
+        return (
+            jnp.where(ok, cn, c),
+            jnp.where(ok, jnp.minimum(1.0, 2.0 * t), 0.25 * t),
+            jnp.where(ok, fn, fc),
+            k + 1,
+            small | ~jnp.isfinite(d),
+        )
+
+    one = jnp.ones_like(c0)
+    init = (c0, one, f(c0), jnp.asarray(0), jnp.asarray(False))
+    return jax.lax.while_loop(cond, body, init)[0]
+
+
+def deviances(family, data, beta, extra, loglik=None):
+    """``(deviance, null_deviance)`` as R's ``glm`` defines them (NaN if undefined).
+
+    ``D = phi * 2 * sum w (log p_saturated - log p)`` with ``phi`` the
+    family's :meth:`~mlejax.families.Family.deviance_scale` (Gaussian: the
+    RSS; Gamma: dispersion-free). The null model is R's: an intercept plus the
+    offset when ``X`` has a constant column (its intercept fitted here by a
+    scalar Newton, the extras held at the fitted values), the offset alone
+    otherwise.
+    """
+    X, y, w, offset, trials = data
+    kw = dict(extra)
+    if trials is not None:
+        kw["trials"] = trials
+    sat = None if family.eta_has_axis else family.saturated_log_prob(y, **kw)
+    if sat is None:
+        nan = jnp.asarray(jnp.nan, X.dtype)
+        return nan, nan
+    phi = family.deviance_scale(**extra)
+    pos = w > 0
+
+    def dev(eta):
+        ll = family.log_prob_rows(y, eta, **kw)
+        return phi * 2.0 * jnp.sum(jnp.where(pos, w * (sat - ll), 0.0))
+
+    if loglik is not None:  # the fit's own log-likelihood: no pass over X
+        d = phi * 2.0 * (jnp.sum(jnp.where(pos, w * sat, 0.0)) - loglik)
+        fitted = jnp.where(jnp.isfinite(loglik), d, 0.0)
+    else:
+        fitted = dev(X @ beta + offset)
+
+    def nll(c):
+        ll = family.log_prob_rows(y, offset + c, **kw)
+        return -jnp.sum(jnp.where(pos, w * ll, 0.0))
+
+    # a constant non-zero column among the positive-weight rows (one fused
+    # comparison-and-reduction over X, no temporary)
+    row0 = X[jnp.argmax(pos)]
+    same = jnp.all(jnp.where(pos[:, None], X == row0[None, :], True), axis=0)
+    has_const = jnp.any(same & (row0 != 0))
+    # start at the exact answer without offset, link(weighted mean of y)
+    # (exponential families, any link): the loop then stops after a step
+    data_kw = {} if trials is None else {"trials": trials}
+    c0 = family.link(family.null_mean(y, w, **data_kw))
+    if c0 is None:
+        c0 = jnp.zeros((), X.dtype)
+    mean_off = jnp.sum(jnp.where(pos, w * offset, 0.0)) / jnp.sum(w)
+    c0 = jnp.where(jnp.isfinite(c0), c0 - mean_off, 0.0)
+    c = jnp.where(has_const, _intercept_only(nll, c0), 0.0)
+    return fitted, dev(offset + c)
+
+
+def robust_fields(family, data, params, extra, cov, groups) -> dict:
+    """The robust ``cov``/``stderr``/``extra_stderr``/``n_groups`` of a GLM fit.
+
+    ``cov = (cov_type, bounds)``; ``{}`` for ``"nonrobust"``.
+    """
+    cov_type, bounds = cov
+    if cov_type == "nonrobust":
+        return {}
+    c, se, ese, n_groups = robust_glm(
+        family, data, params, extra, cov_type, groups, bounds
+    )
+    extra_se = dict(zip(family.extra_names, ese, strict=True))
+    return dict(cov=c, stderr=se, extra_stderr=extra_se, n_groups=n_groups)
+
+
+def finish(res, data, groups, family, cov):
+    """A fit result with its robust covariance (``cov = (cov_type, bounds)``),
+    traced: the caller's ``jit``/``vmap``."""
+    kw = robust_fields(family, data, res.params, res.extra, cov, groups)
+    return res.replace(cov_type=cov[0], **kw)
+
+
+def _quick_jit(fn, static):
+    try:  # small elementwise work: LLVM optimisation costs more than it saves
+        return jax.jit(
+            fn,
+            static_argnums=static,
+            compiler_options={"xla_backend_optimization_level": 0},
+        )
+    except TypeError:  # a JAX without per-function compiler options
+        return jax.jit(fn, static_argnums=static)
+
+
+_robust_jit = _quick_jit(robust_fields, (0, 4))
+
+
+def finish_jit(res, data, groups, family, cov):
+    """:func:`finish` on the host path: the robust covariance is compiled
+    apart from the fit (so every ``cov_type`` shares one compiled fit), and
+    only when one is asked for."""
+    kw = {}
+    if cov[0] != "nonrobust":
+        kw = _robust_jit(family, data, res.params, res.extra, cov, groups)
+    return res.replace(cov_type=cov[0], **kw)

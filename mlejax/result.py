@@ -49,6 +49,11 @@ class FitResult:
     family: str = ""
     solver: str = ""
     names: tuple | None = None
+    deviance: jax.Array | None = None
+    null_deviance: jax.Array | None = None
+    n_groups: jax.Array | None = None
+    cov_type: str = "nonrobust"
+    family_obj: object = None
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -103,23 +108,35 @@ class FitResult:
         names = self._row_names(len(params))
         from scipy import stats  # lazily: scipy.stats costs ~1 s at import
 
-        zq = stats.norm.ppf(1 - alpha / 2)
+        _check_alpha(alpha)
+        use_t = self.use_t
+        df = float(np.asarray(self.df_resid))
+        dist = stats.t(df) if use_t else stats.norm
+        zq = dist.ppf(1 - alpha / 2)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = params / se
-        pval = 2 * stats.norm.sf(np.abs(z))
+        pval = 2 * dist.sf(np.abs(z))
         lo, hi = params - zq * se, params + zq * se
         ci = f"[{alpha / 2:.3f}"
         ci2 = f"{1 - alpha / 2:.3f}]"
         w = max(12, max(len(s) for s in names) + 1)
-        head = (
-            f"{'':<{w}}{'coef':>13}{'stderr':>12}{'z':>9}{'P>|z|':>9}{ci:>13}{ci2:>13}"
+        zn, pn = ("t", "P>|t|") if use_t else ("z", "P>|z|")
+        head = f"{'':<{w}}{'coef':>13}{'stderr':>12}{zn:>9}{pn:>9}{ci:>13}{ci2:>13}"
+        cov_line = f"covariance {self.cov_type}"
+        if self.cov_type == "cluster" and self.n_groups is not None:
+            ng = np.atleast_1d(np.asarray(self.n_groups)).tolist()
+            cov_line += f" ({' x '.join(str(int(g)) for g in ng)} groups)"
+        cov_line += f"   Wald {'t' if use_t else 'z'} distribution" + (
+            f" (df_resid {df:g})" if use_t else ""
         )
         lines = [
             f"{self.family} regression, solver {self.solver}",
+            cov_line,
             f"nobs {float(np.asarray(self.nobs)):g}   loglik {float(np.asarray(self.loglik)):.6g}"
             f"   AIC {float(np.asarray(self.aic)):.6g}   BIC {float(np.asarray(self.bic)):.6g}",
             f"iterations {int(np.asarray(self.n_iter))}   converged "
             f"{bool(np.asarray(self.converged))} ({self.reason})",
+            *self._deviance_lines(),
             "=" * len(head),
             head,
             "-" * len(head),
@@ -136,6 +153,100 @@ class FitResult:
             )
         lines.append("=" * len(head))
         return "\n".join(lines)
+
+    def _deviance_lines(self) -> list[str]:
+        if self.deviance is None or not np.isfinite(np.asarray(self.deviance)):
+            return []
+        return [
+            f"deviance {float(np.asarray(self.deviance)):.6g}   null deviance "
+            f"{float(np.asarray(self.null_deviance)):.6g}"
+        ]
+
+    # -- inference ------------------------------------------------------------
+    @property
+    def n_coef(self) -> int:
+        """Number of coefficients of one fit (``p * eta_dim``; every parameter of
+        a ``fit_likelihood``)."""
+        nb = len(self.batch_shape)
+        return int(
+            sum(
+                np.prod(np.shape(a)[nb:], dtype=int)
+                for a in jax.tree_util.tree_leaves(self.params)
+            )
+        )
+
+    @property
+    def df_resid(self):
+        """Residual degrees of freedom ``nobs - k`` (k coefficients, as R)."""
+        return self.nobs - self.n_coef
+
+    @property
+    def use_t(self) -> bool:
+        """Whether Wald statistics are Student t (Gaussian, as R/statsmodels OLS)."""
+        return bool(getattr(self.family_obj, "ols_convention", False))
+
+    @property
+    def tvalues(self):
+        """Wald statistics ``params / stderr`` (shaped like ``params``)."""
+        return jax.tree_util.tree_map(lambda b, s: b / s, self.params, self.stderr)
+
+    @property
+    def pvalues(self):
+        """Two-sided p-values: Student t with ``df_resid`` (Gaussian), else normal."""
+        if self.use_t:
+            df = jnp.asarray(self.df_resid)
+
+            def pv(t):
+                d = df.reshape(df.shape + (1,) * (t.ndim - df.ndim))
+                return jax.scipy.special.betainc(d / 2, 0.5, d / (d + t * t))
+
+        else:
+
+            def pv(t):
+                return 2.0 * jax.scipy.special.ndtr(-jnp.abs(t))
+
+        return jax.tree_util.tree_map(pv, self.tvalues)
+
+    def _quantile(self, alpha: float):
+        from scipy import stats
+
+        if self.use_t:
+            return stats.t.ppf(1 - alpha / 2, np.asarray(self.df_resid))
+        return stats.norm.ppf(1 - alpha / 2)
+
+    def conf_int(self, alpha: float = 0.05) -> jax.Array:
+        """``(k, 2)`` Wald intervals of the flattened ``params`` (``cov`` order).
+
+        ``params -/+ q stderr`` with ``q`` the ``1 - alpha/2`` quantile of
+        the t (Gaussian, ``df_resid``) or the normal. A batch gives
+        ``(..., k, 2)``.
+        """
+        _check_alpha(alpha)
+        nb = len(self.batch_shape)
+        b, se = (_flat(a, nb) for a in (self.params, self.stderr))
+        q = np.asarray(self._quantile(alpha))
+        q = q.reshape(q.shape + (1,) * (b.ndim - q.ndim))
+        return jnp.stack([b - q * se, b + q * se], axis=-1)
+
+    def wald_test(self, R, q=None):
+        """Wald test of ``H0: R @ params = q`` -> ``(statistic, df, pvalue)``.
+
+        ``R``: ``(r, k)`` (or ``(k,)``) over the flattened ``params``; ``q``
+        defaults to zeros. The statistic is chi-squared with ``r`` df (for
+        Gaussian fits, statsmodels' OLS F statistic is this divided by ``r``).
+        """
+        from mlejax import stattests
+
+        return stattests.wald_test(self, R, q)
+
+    def predict(self, X_new, offset=None, which="mean", se=False, alpha=0.05):
+        """Predictions at ``X_new``; with ``se=True`` a ``Prediction`` (delta method).
+
+        See :func:`mlejax.stattests.predict`.
+        """
+        from mlejax import stattests
+
+        return stattests.predict(self, X_new, offset, which, se, alpha)
 
     def _batch_summary(self) -> str:
         conv = np.asarray(self.converged)
@@ -174,6 +285,20 @@ class FitResult:
         )
 
 
+def _check_alpha(alpha) -> float:
+    if not (isinstance(alpha, int | float | np.floating) and 0 < alpha < 1):
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}.")
+    return float(alpha)
+
+
+def _flat(tree, nb: int = 0) -> jax.Array:
+    """Leaves raveled per fit (``ravel_pytree`` order), batch axes kept."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.concatenate(
+        [jnp.reshape(a, jnp.shape(a)[:nb] + (-1,)) for a in leaves], axis=-1
+    )
+
+
 jax.tree_util.register_dataclass(
     FitResult,
     data_fields=[
@@ -190,10 +315,12 @@ jax.tree_util.register_dataclass(
         "nobs",
         "status",
         "trace",
+        "deviance",
+        "null_deviance",
+        "n_groups",
     ],
-    meta_fields=["family", "solver", "names"],
+    meta_fields=["family", "solver", "names", "cov_type", "family_obj"],
 )
 
 import jax.flatten_util  # noqa: E402  (ravel_pytree, used in summary)
-
-del jnp
+import jax.scipy.special  # noqa: E402

@@ -11,7 +11,18 @@ from mlejax.solvers import lbfgs, newton, optax_loop
 from mlejax.status import Status
 
 
-def fit(init_params, data: tuple, tol, *, loglik, solver, max_iter: int, n_obs):
+def fit(
+    init_params,
+    data: tuple,
+    tol,
+    groups=None,
+    *,
+    loglik,
+    solver,
+    max_iter: int,
+    n_obs,
+    cov=("nonrobust", None),
+):
     """Traced core: returns the fields of a ``FitResult`` as a dict."""
     flat0, unravel = ravel_pytree(init_params)
 
@@ -36,6 +47,14 @@ def fit(init_params, data: tuple, tol, *, loglik, solver, max_iter: int, n_obs):
     theta = out.x
     k = flat0.shape[0]
     inf = inference.from_information(info, k)
+    n_groups = None
+    if cov[0] != "nonrobust":  # per-observation scores: loglik returns (n,)
+        S = jax.jacrev(lambda t: loglik(unravel(t), *data))(theta)
+        w = jnp.ones(S.shape[0], S.dtype)
+        codes = inference.cluster_codes(groups, cov[1]) if cov[0] == "cluster" else None
+        nobs_r = jnp.asarray(S.shape[0], S.dtype)
+        c, n_groups = inference.sandwich(info, S, w, cov[0], codes, nobs_r, k)
+        inf = inf._replace(cov=c, stderr=jnp.sqrt(jnp.diag(c)))
     ll = -nll(theta)
     # A maximum needs a negative-definite Hessian of the log-likelihood (the
     # Cholesky the covariance needs): a saddle, a minimum or a flat direction
@@ -60,4 +79,5 @@ def fit(init_params, data: tuple, tol, *, loglik, solver, max_iter: int, n_obs):
         nobs=nobs,
         status=status,
         trace=trace,
+        n_groups=n_groups,
     )

@@ -139,6 +139,18 @@ class Family:
         """Inverse link: the mean (or location) of y given eta."""
         return eta
 
+    def link(self, mu: jax.Array) -> jax.Array | None:
+        """The link, the inverse of :meth:`mean` (``None``: not available)."""
+        return None
+
+    def null_mean(self, y: jax.Array, w: jax.Array, **data) -> jax.Array:
+        """The mean of the intercept-only model without offset (weighted mean of y).
+
+        Exact for the exponential families whatever the link; with
+        :meth:`link` it starts the null-deviance fit at (or near) its answer.
+        """
+        return jnp.sum(jnp.where(w > 0, w * y, 0.0)) / jnp.sum(w)
+
     def working_response(self, y: jax.Array, **data) -> jax.Array | None:
         """A transformed y whose regression on X gives starting coefficients.
 
@@ -286,6 +298,26 @@ class Family:
         for k in self.extra_names:
             _checks.require_positive(k, extra[k], self.name)
         self.check_y(y, **{k: extra[k] for k in self.data_names})
+
+    # -- optional: deviance (appended for the inference issue) -----------------
+    def saturated_log_prob(self, y: jax.Array, **extra) -> jax.Array | None:
+        """Per-row ``log p`` of the saturated model (mean = ``y``), or ``None``.
+
+        With :meth:`deviance_scale` it defines R's deviance
+        ``D = deviance_scale * 2 * sum w (saturated_log_prob - log_prob)``
+        (``res.deviance``, ``res.null_deviance``); ``None`` (the default):
+        no deviance (NaN). ``extra``: the fitted extras (and ``trials``).
+        """
+        return None
+
+    def deviance_scale(self, **extra) -> jax.Array | float:
+        """The dispersion ``phi`` that makes the deviance dispersion-free.
+
+        Default 1 (Bernoulli, Binomial, Poisson, NegativeBinomial with its
+        fitted alpha); Gaussian ``scale**2`` (so the deviance is the RSS),
+        Gamma ``1 / shape``.
+        """
+        return 1.0
 
 
 #: y of a padding row, per support: in the support, with a finite log_prob

@@ -15,6 +15,13 @@ from mlejax import _checks
 from mlejax._math import abs0 as _abs
 from mlejax._math import log_softmax_at as _log_softmax_at
 from mlejax._math import softplus_pair as _softplus_pair
+from mlejax.families._special import (
+    _NB_STIRLING_R,
+    _lgamma_half_step,
+    _n_dtype,
+    _stirling_tail,
+    _wmean,
+)
 from mlejax.families.base import Family
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -43,6 +50,9 @@ class Gaussian(Family):
     def working_response(self, y, **data):
         return y
 
+    def link(self, mu):
+        return mu
+
     def init_extra(self, y, mu, w=None):
         return {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
 
@@ -50,6 +60,12 @@ class Gaussian(Family):
         n, dt = _n_dtype(y)
         s2 = jnp.asarray(extra["scale"], dt) ** 2
         return 1.0 / (2.0 * s2), 0.5 * n * (_LOG_2PI + jnp.log(s2))
+
+    def saturated_log_prob(self, y, scale):
+        return jnp.zeros_like(y) - jnp.log(scale) - 0.5 * _LOG_2PI
+
+    def deviance_scale(self, scale):
+        return scale**2
 
 
 class _Binary(Family):
@@ -61,6 +77,9 @@ class _Binary(Family):
 
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
+
+    def link(self, mu):
+        return jnp.log(mu) - jnp.log1p(-mu)
 
     def separation_signs(self, y, **data):
         top = 1.0 if data.get("trials") is None else np.asarray(data["trials"], float)
@@ -90,6 +109,9 @@ class Bernoulli(_Binary):
     def loss_constants(self, y, **extra):
         _, dt = _n_dtype(y)
         return jnp.ones((), dt), jnp.zeros((), dt)
+
+    def saturated_log_prob(self, y, **data):
+        return jnp.zeros_like(y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,9 +153,20 @@ class Binomial(_Binary):
         mu = jax.nn.sigmoid(eta)
         return trials * mu - y, trials * mu * (1.0 - mu)
 
+    def null_mean(self, y, w, trials=None):
+        return jnp.sum(jnp.where(w > 0, w * y, 0.0)) / jnp.sum(
+            jnp.where(w > 0, w * trials, 0.0)
+        )
+
     def working_response(self, y, trials=None):
         p = (y + 0.5) / (trials + 1.0)
         return jnp.log(p) - jnp.log1p(-p)
+
+    def saturated_log_prob(self, y, trials):
+        pr = jnp.where(trials > 0, y / jnp.where(trials > 0, trials, 1.0), 0.0)
+        return (
+            xlogy(y, pr) + xlogy(trials - y, 1.0 - pr) + self.log_prob_const(y, trials)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +240,9 @@ class _Counts(Family):
     def mean(self, eta):
         return jnp.exp(eta)
 
+    def link(self, mu):
+        return jnp.log(mu)
+
     def working_response(self, y, **data):
         return jnp.log(y + 0.5)
 
@@ -234,6 +270,9 @@ class Poisson(_Counts):
     def loss_constants(self, y, **extra):
         _, dt = _n_dtype(y)
         return jnp.ones((), dt), jnp.sum(gammaln(jnp.asarray(y, dt) + 1.0))
+
+    def saturated_log_prob(self, y, **data):
+        return xlogy(y, y) - y + self.log_prob_const(y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,45 +376,6 @@ class StudentT(Family):
         return out
 
 
-#: above this r = 1/alpha the NegativeBinomial uses Stirling's series
-_NB_STIRLING_R = 100.0
-
-
-def _stirling_tail(z: jax.Array) -> jax.Array:
-    """``lgamma(z) - [(z - 1/2) log z - z + log(2 pi)/2]`` for large ``z``."""
-    w = 1.0 / (z * z)
-    return (1 / 12 - w * (1 / 360 - w / 1260)) / z
-
-
-def _n_dtype(y) -> tuple[int, jnp.dtype]:
-    return jnp.shape(y)[0], jnp.result_type(jnp.asarray(y), float)
-
-
-def _wmean(x: jax.Array, w) -> jax.Array:
-    """Mean of ``x`` over rows, frequency-weighted by ``w`` when given.
-
-    Rows with weight 0 contribute exactly nothing (not even a non-finite ``x``).
-    """
-    if w is None:
-        return jnp.mean(x)
-    return jnp.sum(jnp.where(w > 0, w * x, 0.0)) / jnp.sum(w)
-
-
-def _lgamma_half_step(x: jax.Array) -> jax.Array:
-    """``lgamma(x + 1/2) - lgamma(x)``, without cancellation for large x.
-
-    The difference of two ``lgamma`` values of size ``x log x`` loses about
-    ``eps * x log x`` (1e-9 at x = 1e6, everything at x = 1e17); above x = 20 the
-    asymptotic series ``log(x)/2 - 1/(8x) + 1/(192x^3) - ...`` (five terms,
-    relative error < 1e-18 there) is used instead.
-    """
-    big = x > 20.0
-    xb = jnp.where(big, x, 20.0)  # keeps the branch not taken finite
-    w = 1.0 / (xb * xb)
-    poly = 1 / 8 - w * (1 / 192 - w * (1 / 640 - w * (17 / 14336 - w * (31 / 18432))))
-    return jnp.where(big, 0.5 * jnp.log(xb) - poly / xb, gammaln(x + 0.5) - gammaln(x))
-
-
 @dataclasses.dataclass(frozen=True)
 class Gamma(Family):
     """Positive y, log link, mean ``exp(eta)`` and estimated ``shape`` k.
@@ -398,6 +398,9 @@ class Gamma(Family):
     def mean(self, eta):
         return jnp.exp(eta)
 
+    def link(self, mu):
+        return jnp.log(mu)
+
     @property
     def extra_bounds(self) -> dict[str, tuple[float, float]]:
         return {"shape": (0.0, GAMMA_SHAPE_MAX)}
@@ -414,6 +417,13 @@ class Gamma(Family):
     def init_extra(self, y, mu, w=None):
         cv2 = _wmean(((y - mu) / mu) ** 2, w)
         return {"shape": 1.0 / cv2}
+
+    def saturated_log_prob(self, y, shape):
+        k = shape
+        return k * jnp.log(k) - jnp.log(y) - k - gammaln(k)
+
+    def deviance_scale(self, shape):
+        return 1.0 / shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,12 +454,13 @@ class NegativeBinomial(_Counts):
         # c(z) = 1/(12 z) - 1/(360 z^3) + 1/(1260 z^5) (error < 1e-17 for z > 100).
         big = r > _NB_STIRLING_R
         rb = jnp.where(big, r, _NB_STIRLING_R)
-        mu_r = jnp.exp(eta - jnp.log(rb))  # mu / r without overflow of mu
+        # log1p(mu / r) = softplus(t) = sp where this branch is taken (and
+        # finite, with finite derivatives, where it is not)
         large = (
             y * eta
             - y
             + (rb + y - 0.5) * jnp.log1p(y / rb)
-            - (rb + y) * jnp.log1p(mu_r)
+            - (rb + y) * sp
             + _stirling_tail(rb + y)
             - _stirling_tail(rb)
         )
@@ -468,3 +479,8 @@ class NegativeBinomial(_Counts):
     def init_extra(self, y, mu, w=None):
         a = _wmean(((y - mu) ** 2 - mu) / mu**2, w)
         return {"alpha": jnp.clip(a, 0.05, 10.0)}
+
+    def saturated_log_prob(self, y, alpha):
+        pos = y > 0
+        lp = self._log_prob(y, jnp.log(jnp.where(pos, y, 1.0)), alpha)
+        return jnp.where(pos, lp, 0.0)
