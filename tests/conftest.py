@@ -131,3 +131,57 @@ def glm_problems():
     float32), so each (family, solver, dtype) compiles once per session.
     """
     return problems.glm_problems()
+
+
+#: The heaviest tests of the default run (each 9-45 s on 2 cores with a cold
+#: compilation cache, measured with --durations): they run with ``-m slow``,
+#: outside CI's 8-minute budget. Each duplicates coverage the default run
+#: keeps (another family, the same path at a larger size, or a subprocess).
+SLOW_TESTS = frozenset(
+    [
+        "tests/test_experiments.py::test_linear_vs_ols_reaches_lstsq",
+        "tests/test_cli.py::test_run_command_writes_a_run_directory",
+        "tests/test_benchmarks.py::test_glm_workloads_tiny",
+        "tests/test_buckets.py::test_buckets_give_the_same_fit[plain-NegativeBinomial]",
+        "tests/test_buckets.py::test_one_compile_per_bucket",
+        "tests/test_sharding.py::test_row_sharded_fit_matches_single_device",
+        "tests/test_reliability.py::test_bad_input_under_vmap_is_not_converged[NegativeBinomial]",
+        "tests/test_float32.py::test_float32_fit_matches_float64[StudentT-newton]",
+        "tests/test_ols_fast.py::test_tall_vmap_and_float32",
+        "tests/test_lad.py::test_vmap_equals_loop_and_jit_works",
+        "tests/test_buckets.py::test_buckets_give_the_same_fit[plain-StudentT]",
+        "tests/test_reliability.py::test_bad_input_under_vmap_is_not_converged[StudentT]",
+        "tests/test_float32.py::test_float32_fit_matches_float64[Gamma-newton]",
+        "tests/test_benchmarks.py::test_least_squares_tiny",
+        "tests/test_degenerate.py::test_all_zero_counts_intercept_diverges[NegativeBinomial()]",
+        "tests/test_reliability.py::test_bad_input_under_vmap_is_not_converged[Gamma]",
+        "tests/test_buckets.py::test_buckets_give_the_same_fit[plain-Laplace]",
+        "tests/test_fit_reference.py::test_negative_binomial_nb2_matches_statsmodels",
+        "tests/test_buckets.py::test_buckets_give_the_same_fit[plain-Gamma]",
+        "tests/test_cli.py::test_list_command_in_a_subprocess",
+        "tests/test_reliability.py::test_negative_binomial_weighted_replicated_and_bucketed_agree",
+        "tests/test_reliability.py::test_student_t_exact_fit_and_gamma_constant_y",
+        "tests/test_float32.py::test_float32_fit_matches_float64[NegativeBinomial-newton]",
+        "tests/test_lad.py::test_frequency_weights_equal_replicated_rows_and_linprog",
+        "tests/test_degenerate.py::test_max_iter_one_is_flagged_and_keeps_last_iterate[lbfgs]",
+        "tests/test_degenerate.py::test_studentt_df_bound_on_large_gaussian_sample",
+        "tests/test_fit_reference.py::test_student_t_matches_scipy_optimize",
+        "tests/test_lad.py::test_continuous_data_matches_linprog[2000-8]",
+        "tests/test_float32.py::test_float32_fit_matches_float64[Gamma-lbfgs]",
+        "tests/test_degenerate.py::test_studentt_df_runs_to_bound_on_light_tailed_noise",
+        "tests/test_buckets.py::test_buckets_pad_small_n_and_keep_names",
+        "tests/test_fit_reference.py::test_laplace_is_exact_lad_and_matches_quantreg[5-201]",
+        "tests/test_solvers.py::test_vmap_over_1000_logistic_fits_equals_loop",
+        "tests/test_ols_fast.py::test_tall_exact_fit_gives_zero_scale",
+        "tests/test_bad_input.py::test_one_bad_fit_does_not_sink_a_vmap_batch",
+        "tests/test_reliability.py::test_student_t_lbfgs_respects_the_df_bound",
+        "tests/test_fit_reference.py::test_laplace_is_exact_lad_and_matches_quantreg[6-51]",
+    ]
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
