@@ -180,8 +180,23 @@ SLOW_TESTS = frozenset(
 )
 
 
+#: per-family repetitions of one check: the default run keeps these families
+SLOW_FAMILY_REPEATS = (
+    "tests/test_buckets.py::test_buckets_give_the_same_fit[",
+    "tests/test_float32.py::test_float32_fit_matches_float64[",
+)
+DEFAULT_FAMILIES = ("Bernoulli", "Poisson", "Gaussian")
+
+
+def _slow(nodeid: str) -> bool:
+    if nodeid in SLOW_TESTS:
+        return True
+    repeat = nodeid.startswith(SLOW_FAMILY_REPEATS)
+    return repeat and not any(f in nodeid for f in DEFAULT_FAMILIES)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.nodeid in SLOW_TESTS:
+        if _slow(item.nodeid):
             item.add_marker(pytest.mark.slow)
