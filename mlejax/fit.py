@@ -187,6 +187,10 @@ def fit(
     if _prepare.is_traced(*data, tol, groups):
         res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
         return res.replace(names=names)
+    scale = _column_scales(X)
+    if scale is not None:  # exact: powers of two; undone on the result below
+        X = X * scale[None, :]
+        data = (X, *data[1:])
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
         data = _buckets.pad_rows(*data, family, _buckets.bucket_size(X.shape[0]))
@@ -209,7 +213,41 @@ def fit(
         cols = linalg.collinear_columns(r_eq, names)
         if cols is not None:
             raise linalg.rank_error(cols, X.shape[1])
-    return diagnostics.post_check(res, X, y, family, weights, trials, names)
+    res = diagnostics.post_check(res, X, y, family, weights, trials, names)
+    return res if scale is None else _unscale(res, scale)
+
+
+#: columns whose largest entry (in the first rows) lies outside 2^+-SCALE_EXP are
+#: fitted after an exact power-of-two rescaling: beyond about 1e+-154 their
+#: squares (the information) leave the float64 range.
+SCALE_EXP = 100
+_SCALE_ROWS = 4096
+
+
+def _column_scales(X) -> jax.Array | None:
+    """Powers of two for columns of extreme magnitude, or None (the usual case).
+
+    Judged on the first rows only (no pass over a large X); the scale need not
+    be precise, only a power of two that brings the column near 1.
+    """
+    head = np.asarray(X[:_SCALE_ROWS])
+    s = linalg.pow2_column_scales(head)
+    e = np.abs(np.frexp(s)[1] - 1)
+    if not (e > SCALE_EXP).any() or not np.isfinite(s).all():
+        return None
+    s = np.where(e > SCALE_EXP, s, 1.0).astype(head.dtype)
+    return jnp.asarray(s)
+
+
+def _unscale(res: FitResult, s: jax.Array) -> FitResult:
+    """The fit of ``X`` from the fit of ``X * s``: coefficients times ``s``."""
+    sp = s.reshape((-1,) + (1,) * (jnp.ndim(res.params) - 1))
+    flat = jnp.broadcast_to(sp, jnp.shape(res.params)).ravel()
+    return res.replace(
+        params=res.params * sp,
+        stderr=res.stderr * sp,
+        cov=res.cov * flat[:, None] * flat[None, :],
+    )
 
 
 def ols(X: ArrayLike, y: ArrayLike) -> FitResult:
