@@ -19,7 +19,15 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import _buckets, _prepare, diagnostics, engines, inference, linalg
+from mlejax import (
+    _buckets,
+    _prepare,
+    diagnostics,
+    engines,
+    inference,
+    linalg,
+    penalties,
+)
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
@@ -36,10 +44,24 @@ QUICK_COMPILE_SIZE = 1 << 17
 
 
 def _fit_core(
-    X, y, weights, offset, trials, tol, groups, *, family, solver, max_iter, traced, cov
+    X,
+    y,
+    weights,
+    offset,
+    trials,
+    tol,
+    groups,
+    penalty=None,
+    theta0=None,
+    *,
+    family,
+    solver,
+    max_iter,
+    traced,
+    cov,
 ):
     data = GLMData(X, y, weights, offset, trials)
-    eng, solver_name = engines.run(family, data, solver, tol, max_iter)
+    eng, solver_name = engines.run(family, data, solver, tol, max_iter, penalty, theta0)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
         ok = diagnostics.input_ok(family, data)
@@ -68,6 +90,7 @@ def _fit_core(
         family_obj=family,
         deviance=dev,
         null_deviance=null_dev,
+        objective=eng.objective,
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
         res = inference.finish(res, data, groups, family, cov)
@@ -86,9 +109,9 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9, 10, 11))
 def _fit_traced(
-    X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
+    X, y, weights, offset, trials, tol, groups, penalty, family, solver, max_iter, cov
 ):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
@@ -99,6 +122,7 @@ def _fit_traced(
         trials,
         tol,
         groups,
+        penalty,
         family=family,
         solver=solver,
         max_iter=max_iter,
@@ -127,6 +151,7 @@ def fit(
     cov_type: str = "nonrobust",
     groups: ArrayLike | None = None,
     n_groups: int | tuple | None = None,
+    penalty: penalties.Penalty | None = None,
 ) -> FitResult:
     """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
 
@@ -158,6 +183,14 @@ def fit(
         ``"HC1"`` (HC0 x n/(n-k), k coefficients) or ``"cluster"`` (with
         ``groups`` ``(n,)`` or ``(n, 2)``; ``n_groups``: static bound on the
         number of groups under ``jit``/``vmap``). See docs/inference.md.
+      penalty: ``mj.penalties.Ridge``/``Lasso``/``ElasticNet``: MAP estimation,
+        the penalty added to the total NLL (columns of ones unpenalised by
+        default, extras never). Ridge: exact Newton (any solver); Lasso and
+        ElasticNet: proximal Newton with coordinate descent (``solver="newton"``;
+        exact zeros). ``loglik`` is the unpenalised log-likelihood at the MAP,
+        ``res.objective`` the penalised objective; ``cov`` is the Laplace
+        approximation of the posterior. ``cov_type="nonrobust"`` only. See
+        docs/penalties.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -180,12 +213,24 @@ def fit(
         X, y, family, weights, offset, trials
     )
     _prepare.check_cov_type(cov_type, family.smooth)
+    if penalty is not None:
+        penalties.check_penalty(
+            penalty, solver, p=X.shape[1], m=family.eta_dim, family=family
+        )
+        if cov_type != "nonrobust":
+            raise ValueError(
+                f"cov_type={cov_type!r} with penalty= is not supported: a penalised "
+                "fit reports the Laplace-approximation posterior covariance "
+                "(cov_type='nonrobust')."
+            )
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials)
-    if _prepare.is_traced(*data, tol, groups):
-        res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
+    if _prepare.is_traced(*data, tol, groups, *jax.tree_util.tree_leaves(penalty)):
+        res, r_eq = _fit_traced(
+            *data, tol, groups, penalty, family, solver, max_iter, cov
+        )
         return res.replace(names=names)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
@@ -196,6 +241,7 @@ def fit(
         *data,
         tol,
         None,
+        penalty,
         family=family,
         solver=solver,
         max_iter=max_iter,

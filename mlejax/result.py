@@ -31,6 +31,8 @@ class FitResult:
       status: reason code, a :class:`mlejax.status.Status` (``reason`` in words).
       trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
       family, solver, names: static descriptions (pytree metadata).
+      objective: penalised fits only: the minimised ``-loglik + penalty``
+        (``loglik`` stays the unpenalised log-likelihood at the MAP).
     """
 
     params: object
@@ -54,6 +56,9 @@ class FitResult:
     n_groups: jax.Array | None = None
     cov_type: str = "nonrobust"
     family_obj: object = None
+    #: penalised fits (``penalty=``): the minimised ``-loglik + penalty`` (the
+    #: negative log posterior up to a constant); ``None`` for a plain MLE
+    objective: jax.Array | None = None
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -318,6 +323,7 @@ jax.tree_util.register_dataclass(
         "deviance",
         "null_deviance",
         "n_groups",
+        "objective",
     ],
     meta_fields=["family", "solver", "names", "cov_type", "family_obj"],
 )
