@@ -80,7 +80,7 @@ def test_ridge_logistic_matches_sklearn_and_laplace_covariance():
         loglik, jnp.zeros(X.shape[1]), X, y, penalty=mj.penalties.Ridge(alpha, w)
     )
     np.testing.assert_allclose(r2.params, ref, rtol=1e-8)
-    np.testing.assert_allclose(r2.cov, cov, rtol=1e-9)
+    np.testing.assert_allclose(r2.cov, res.cov, rtol=1e-9)
 
     def log_prior(params):  # N(0, 1/alpha) on the slopes, flat on the intercept
         return -0.5 * alpha * jnp.sum(params[1:] ** 2)
@@ -90,7 +90,9 @@ def test_ridge_logistic_matches_sklearn_and_laplace_covariance():
     np.testing.assert_allclose(r3.objective, res.objective, rtol=1e-12)
 
 
-@pytest.mark.parametrize("family_name", ["gaussian", "poisson"])
+@pytest.mark.parametrize(
+    "family_name", ["gaussian", pytest.param("poisson", marks=pytest.mark.slow)]
+)
 def test_lasso_elastic_net_match_glum_and_kkt(family_name):
     cases = [c for c in REF["cases"] if c["family"] == family_name]
     y = np.asarray(REF["y_gauss" if family_name == "gaussian" else "y_pois"])
@@ -126,6 +128,7 @@ def test_lasso_elastic_net_match_glum_and_kkt(family_name):
         assert _kkt_violation(grad, b, alpha * r * w) <= 1e-8 * max(1.0, alpha)
 
 
+@pytest.mark.slow
 def test_path_equals_individual_fits_under_jit_vmap():
     y = _bernoulli_y()
     fam = mj.families.Bernoulli()
