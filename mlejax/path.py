@@ -87,14 +87,11 @@ def fit_path(
       A batched ``FitResult`` with leading axis ``L`` (``res[i]`` is the fit at
       ``alphas[i]``; ``res.params`` is ``(L, p)``).
 
-    >>> import numpy as np, mlejax as mj
-    >>> rng = np.random.default_rng(0)
-    >>> X = mj.add_constant(rng.normal(size=(50, 3)))
-    >>> y = X @ [1.0, 2.0, 0.0, -1.0] + rng.normal(size=50)
-    >>> res = mj.fit_path(X, y, mj.families.Gaussian(), mj.penalties.Lasso(1.0),
-    ...                   [400.0, 40.0, 0.0])
-    >>> res.params.shape, [int((np.asarray(b[1:]) != 0).sum()) for b in res.params]
-    ((3, 4), [0, 2, 3])
+    Example (``alphas`` from strong to weak; ``res.params[i]`` at ``alphas[i]``)::
+
+        res = mj.fit_path(X, y, mj.families.Bernoulli(), mj.penalties.Lasso(1.0),
+                          np.geomspace(100.0, 0.1, 30))
+        support = np.asarray(res.params) != 0          # (30, p)
     """
     if not isinstance(penalty, penalties.Penalty):
         raise ValueError(

@@ -27,7 +27,7 @@ alpha) are never penalised.
 
 >>> import mlejax as mj
 >>> pen = mj.penalties.Ridge(2.0)
->>> float(pen.value(mj.penalties.jnp.array([1.0, 3.0])))   # 2/2 * (1 + 9)
+>>> float(pen.value([1.0, 3.0]))   # 2/2 * (1 + 9)
 10.0
 """
 
