@@ -82,6 +82,15 @@ class FitResult:
             raise TypeError("len() of a single fit; only a batch of fits has one.")
         return self.batch_shape[0]
 
+    def _penalty_lines(self) -> list[str]:
+        if self.objective is None:
+            return []
+        return [
+            f"penalised (MAP): objective -loglik + penalty "
+            f"{float(np.asarray(self.objective)):.6g}; stderr from the Laplace "
+            "approximation (NaN at exact zeros)"
+        ]
+
     @property
     def reason(self) -> str | list:
         """Why the fit stopped, in words (a nested list for a batch)."""
@@ -142,6 +151,7 @@ class FitResult:
             f"iterations {int(np.asarray(self.n_iter))}   converged "
             f"{bool(np.asarray(self.converged))} ({self.reason})",
             *self._deviance_lines(),
+            *self._penalty_lines(),
             "=" * len(head),
             head,
             "-" * len(head),

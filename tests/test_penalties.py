@@ -183,3 +183,19 @@ def test_bad_input_names_the_argument():
     # a penalty is a pytree: alpha and l1_ratio are leaves
     leaves = jax.tree_util.tree_leaves(P.ElasticNet(2.0, 0.5))
     assert leaves == [2.0, 0.5]
+
+
+@pytest.mark.slow
+def test_regulariser_prior_experiment_rows():
+    """Ridge/Lasso = Gaussian/Laplace-prior MAP (Optax) = scikit-learn (and glum)."""
+    from experiments import EXPERIMENTS, config, core
+
+    cfg = config.RegulariserPrior(n=60, p=3, families=["Bernoulli"], optax_steps=100)
+    out = core.run(EXPERIMENTS["regulariser_prior"], cfg, jax.random.key(0))
+    rows = out["tables"]["differences"]
+    assert {r["reference"] for r in rows} >= {"optax MAP", "scikit-learn"}
+    for r in rows:
+        smooth_ref = r["reference"] == "optax MAP" and r["penalty"] == "Lasso"
+        assert r["max_rel_coef_diff"] < (1e-5 if smooth_ref else 1e-7), r
+        # mlejax's objective is the smallest, up to rounding
+        assert r["objective_gap"] > -1e-9 * max(1.0, abs(r["alpha"])), r
