@@ -148,12 +148,7 @@ def fit_likelihood(
     )
     init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
     _prepare.check_cov_type(cov_type)
-    penalties.check_penalty(penalty, solver)
-    if penalty is not None and cov_type != "nonrobust":
-        raise ValueError(
-            f"cov_type={cov_type!r} with penalty= is not supported (the penalised "
-            "fit reports the Laplace-approximation posterior covariance)."
-        )
+    penalties.check_penalty(penalty, solver, cov_type=cov_type)
     log_prior = None
     if penalty is not None and not isinstance(penalty, penalties.Penalty):
         log_prior, penalty = penalty, None

@@ -19,18 +19,11 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import (
-    _buckets,
-    _prepare,
-    diagnostics,
-    engines,
-    inference,
-    linalg,
-    penalties,
-)
+from mlejax import _buckets, _prepare, diagnostics, engines, inference, linalg
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
+from mlejax.penalties import Penalty, check_penalty
 from mlejax.result import FitResult
 from mlejax.status import Status
 
@@ -43,25 +36,10 @@ __all__ = ["fit", "ols", "fit_likelihood"]
 QUICK_COMPILE_SIZE = 1 << 17
 
 
-def _fit_core(
-    X,
-    y,
-    weights,
-    offset,
-    trials,
-    tol,
-    groups,
-    penalty=None,
-    theta0=None,
-    *,
-    family,
-    solver,
-    max_iter,
-    traced,
-    cov,
-):
+def _fit_core(*args, family, solver, max_iter, traced, cov):  # + penalty, theta0
+    X, y, weights, offset, trials, tol, groups, *pen = args
     data = GLMData(X, y, weights, offset, trials)
-    eng, solver_name = engines.run(family, data, solver, tol, max_iter, penalty, theta0)
+    eng, solver_name = engines.run(family, data, solver, tol, max_iter, *pen)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
         ok = diagnostics.input_ok(family, data)
@@ -151,7 +129,7 @@ def fit(
     cov_type: str = "nonrobust",
     groups: ArrayLike | None = None,
     n_groups: int | tuple | None = None,
-    penalty: penalties.Penalty | None = None,
+    penalty: Penalty | None = None,
 ) -> FitResult:
     """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
 
@@ -183,14 +161,9 @@ def fit(
         ``"HC1"`` (HC0 x n/(n-k), k coefficients) or ``"cluster"`` (with
         ``groups`` ``(n,)`` or ``(n, 2)``; ``n_groups``: static bound on the
         number of groups under ``jit``/``vmap``). See docs/inference.md.
-      penalty: ``mj.penalties.Ridge``/``Lasso``/``ElasticNet``: MAP estimation,
-        the penalty added to the total NLL (columns of ones unpenalised by
-        default, extras never). Ridge: exact Newton (any solver); Lasso and
-        ElasticNet: proximal Newton with coordinate descent (``solver="newton"``;
-        exact zeros). ``loglik`` is the unpenalised log-likelihood at the MAP,
-        ``res.objective`` the penalised objective; ``cov`` is the Laplace
-        approximation of the posterior. ``cov_type="nonrobust"`` only. See
-        docs/penalties.md.
+      penalty: ``mj.penalties.Ridge``/``Lasso``/``ElasticNet``: MAP fit, added to
+        the total NLL (``loglik`` unpenalised, ``res.objective`` penalised, ``cov``
+        the Laplace approximation). See docs/penalties.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -213,24 +186,14 @@ def fit(
         X, y, family, weights, offset, trials
     )
     _prepare.check_cov_type(cov_type, family.smooth)
-    if penalty is not None:
-        penalties.check_penalty(
-            penalty, solver, p=X.shape[1], m=family.eta_dim, family=family
-        )
-        if cov_type != "nonrobust":
-            raise ValueError(
-                f"cov_type={cov_type!r} with penalty= is not supported: a penalised "
-                "fit reports the Laplace-approximation posterior covariance "
-                "(cov_type='nonrobust')."
-            )
+    check_penalty(penalty, solver, p=X.shape[1], family=family, cov_type=cov_type)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials)
-    if _prepare.is_traced(*data, tol, groups, *jax.tree_util.tree_leaves(penalty)):
-        res, r_eq = _fit_traced(
-            *data, tol, groups, penalty, family, solver, max_iter, cov
-        )
+    args = (*data, tol, groups, penalty)
+    if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
+        res, r_eq = _fit_traced(*args, family, solver, max_iter, cov)
         return res.replace(names=names)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows

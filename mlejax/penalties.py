@@ -231,11 +231,20 @@ def is_l1(penalty) -> bool:
     return isinstance(penalty, Penalty) and penalty.kind == "l1"
 
 
-def check_penalty(penalty, solver, *, p: int | None = None, m: int = 1, family=None):
-    """Host-side checks of ``penalty=`` for ``fit`` (``p`` columns, ``m`` predictors)
-    or ``fit_likelihood`` (``p=None``). Raises ``ValueError`` naming the argument."""
+def check_penalty(
+    penalty, solver, *, p: int | None = None, family=None, cov_type="nonrobust"
+):
+    """Host-side checks of ``penalty=`` for ``fit`` (``p`` columns of X) or
+    ``fit_likelihood`` (``p=None``). Raises ``ValueError`` naming the argument."""
     if penalty is None:
         return
+    if cov_type != "nonrobust":
+        raise ValueError(
+            f"cov_type={cov_type!r} with penalty= is not supported: a penalised fit "
+            "reports the Laplace-approximation posterior covariance "
+            "(cov_type='nonrobust')."
+        )
+    m = 1 if family is None else family.eta_dim
     if not isinstance(penalty, Penalty):
         if p is None and callable(penalty):
             return  # fit_likelihood: a log-prior function
