@@ -38,6 +38,24 @@ def strengths(penalty, X, m: int, q: int):
     return l1, l2
 
 
+def optimality_residual(grad_nll, theta, penalty, X, m: int, q: int):
+    """The MAP's first-order conditions as a smooth function of ``(theta, penalty)``.
+
+    ``grad_nll`` is the likelihood's gradient in ``theta = [vec(beta), u]`` at
+    ``theta``. Returns ``grad_nll + l2 theta + l1 sign(theta)`` on the active set
+    (nonzero or unpenalised entries) and ``theta`` itself at exact zeros, so it
+    vanishes at the solution and its Jacobian in ``theta`` is nonsingular for a
+    strict solution: the function an implicit-function-theorem derivative of a
+    penalised fit (with respect to ``penalty.alpha``, a leaf) differentiates.
+    The support is locally constant in ``alpha`` (away from the kinks of the
+    path), so zeros have zero derivative.
+    """
+    l1, l2 = strengths(penalty, X, m, q)
+    active = (theta != 0) | (l1 == 0)
+    r = grad_nll + l2 * theta + l1 * jnp.sign(theta)
+    return jnp.where(active, r, theta)
+
+
 def add_ridge(obj, l2):
     """The problem ``obj + sum l2 theta^2 / 2`` (same plug-in fields)."""
 
