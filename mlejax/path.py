@@ -112,9 +112,7 @@ def fit_path(
     X, y, weights, offset, trials, names = _prepare.prepare(
         X, y, family, weights, offset, trials
     )
-    penalties.check_penalty(
-        penalty, solver, p=X.shape[1], m=family.eta_dim, family=family
-    )
+    penalties.check_penalty(penalty, solver, p=X.shape[1], family=family)
     res = _path_jit(
         X,
         y,

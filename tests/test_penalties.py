@@ -195,7 +195,9 @@ def test_regulariser_prior_experiment_rows():
     rows = out["tables"]["differences"]
     assert {r["reference"] for r in rows} >= {"optax MAP", "scikit-learn"}
     for r in rows:
-        smooth_ref = r["reference"] == "optax MAP" and r["penalty"] == "Lasso"
-        assert r["max_rel_coef_diff"] < (1e-5 if smooth_ref else 1e-7), r
+        # first-order references on the L1 kink (Optax L-BFGS, sklearn's saga)
+        # stop short; exact ones (glum, sklearn newton-cholesky) agree closely
+        inexact = r["penalty"] == "Lasso" and r["reference"] != "glum"
+        assert r["max_rel_coef_diff"] < (1e-3 if inexact else 1e-7), r
         # mlejax's objective is the smallest, up to rounding
         assert r["objective_gap"] > -1e-9 * max(1.0, abs(r["alpha"])), r
