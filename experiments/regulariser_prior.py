@@ -143,7 +143,12 @@ def _sklearn(kind, unit, alpha, Z, y, n, sigma2) -> dict:
             )
         else:
             m = lm.LogisticRegression(
-                C=C, l1_ratio=1.0, tol=1e-12, max_iter=100_000, solver="saga"
+                C=C,
+                l1_ratio=1.0,
+                tol=1e-12,
+                max_iter=100_000,
+                solver="saga",
+                random_state=0,
             )
         m.fit(Z, y)
         return {"scikit-learn": np.r_[m.intercept_, m.coef_[0]]}

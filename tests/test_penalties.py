@@ -195,9 +195,12 @@ def test_regulariser_prior_experiment_rows():
     rows = out["tables"]["differences"]
     assert {r["reference"] for r in rows} >= {"optax MAP", "scikit-learn"}
     for r in rows:
-        # first-order references on the L1 kink (Optax L-BFGS, sklearn's saga)
-        # stop short; exact ones (glum, sklearn newton-cholesky) agree closely
-        inexact = r["penalty"] == "Lasso" and r["reference"] != "glum"
-        assert r["max_rel_coef_diff"] < (1e-3 if inexact else 1e-7), r
+        # sklearn's saga (its only L1 logistic solver with a free intercept) is
+        # stochastic and stops short on the kink: only its objective is checked
+        saga = r["penalty"] == "Lasso" and r["reference"] == "scikit-learn"
+        # Optax L-BFGS on the kink stops short too, but deterministically
+        smooth = r["penalty"] == "Lasso" and r["reference"] == "optax MAP"
+        if not saga:
+            assert r["max_rel_coef_diff"] < (1e-5 if smooth else 1e-7), r
         # mlejax's objective is the smallest, up to rounding
         assert r["objective_gap"] > -1e-9 * max(1.0, abs(r["alpha"])), r
