@@ -12,6 +12,7 @@ from experiments import (
     gradient_equivalence,
     linear_vs_ols,
     logistic_fit,
+    regulariser_prior,
     robust_regression,
     sampling_distribution,
 )
@@ -25,6 +26,7 @@ EXPERIMENTS = {
         logistic_fit,
         sampling_distribution,
         robust_regression,
+        regulariser_prior,
     )
 }
 

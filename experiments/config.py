@@ -279,6 +279,22 @@ class RobustRegression:
     max_iter: int = _f(1000, _STEPS)
 
 
+@dataclasses.dataclass(frozen=True)
+class RegulariserPrior:
+    """``[regulariser_prior]``: Ridge/Lasso fits = Gaussian/Laplace-prior MAP."""
+
+    n: int = _f(200, _N)
+    p: int = _f(5, ge=2, le=1_000)  # an intercept and at least one slope
+    families: list[str] = _f(
+        ["Gaussian", "Bernoulli"], _names(("Gaussian", "Bernoulli"))
+    )
+    # penalty strengths on the total NLL (prior precision / Laplace rate)
+    ridge_alpha: float = _f(5.0, gt=0.0, le=1e6)
+    lasso_alpha: float = _f(10.0, gt=0.0, le=1e6)
+    # Optax L-BFGS steps for the direct MAP
+    optax_steps: int = _f(200, _STEPS)
+
+
 #: experiment name -> its config dataclass (the table name in TOML).
 EXPERIMENT_CONFIGS: dict[str, type] = {
     "linear_vs_ols": LinearVsOLS,
@@ -286,6 +302,7 @@ EXPERIMENT_CONFIGS: dict[str, type] = {
     "logistic_fit": LogisticFit,
     "sampling_distribution": SamplingDistribution,
     "robust_regression": RobustRegression,
+    "regulariser_prior": RegulariserPrior,
 }
 
 
@@ -297,7 +314,13 @@ def _more_rows_than_columns(c) -> bool:
 #: Rules tying keys together: config class -> [(keys, holds(config), allowed)].
 CROSS_CHECKS: dict[type, list[tuple[tuple[str, ...], Callable, str]]] = {
     cls: [(("n", "p"), _more_rows_than_columns, "n > p (more rows than coefficients)")]
-    for cls in (LinearVsOLS, GradientEquivalence, LogisticFit, RobustRegression)
+    for cls in (
+        LinearVsOLS,
+        GradientEquivalence,
+        LogisticFit,
+        RobustRegression,
+        RegulariserPrior,
+    )
 }
 CROSS_CHECKS[SamplingDistribution] = [
     (

@@ -73,6 +73,10 @@ LAYOUT = {
         "Robust regression: Laplace vs Gaussian vs Student-t",
         [("errors", None)],
     ),
+    "regulariser_prior": (
+        "Regulariser = prior: Ridge/Lasso fits are Gaussian/Laplace-prior MAPs",
+        [("differences", None)],
+    ),
 }
 
 

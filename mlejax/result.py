@@ -31,6 +31,8 @@ class FitResult:
       status: reason code, a :class:`mlejax.status.Status` (``reason`` in words).
       trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
       family, solver, names: static descriptions (pytree metadata).
+      objective: penalised fits only: the minimised ``-loglik + penalty``
+        (``loglik`` stays the unpenalised log-likelihood at the MAP).
     """
 
     params: object
@@ -54,6 +56,9 @@ class FitResult:
     n_groups: jax.Array | None = None
     cov_type: str = "nonrobust"
     family_obj: object = None
+    #: penalised fits (``penalty=``): the minimised ``-loglik + penalty`` (the
+    #: negative log posterior up to a constant); ``None`` for a plain MLE
+    objective: jax.Array | None = None
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -76,6 +81,15 @@ class FitResult:
         if not self.batch_shape:
             raise TypeError("len() of a single fit; only a batch of fits has one.")
         return self.batch_shape[0]
+
+    def _penalty_lines(self) -> list[str]:
+        if self.objective is None:
+            return []
+        return [
+            f"penalised (MAP): objective -loglik + penalty "
+            f"{float(np.asarray(self.objective)):.6g}; stderr from the Laplace "
+            "approximation (NaN at exact zeros)"
+        ]
 
     @property
     def reason(self) -> str | list:
@@ -137,6 +151,7 @@ class FitResult:
             f"iterations {int(np.asarray(self.n_iter))}   converged "
             f"{bool(np.asarray(self.converged))} ({self.reason})",
             *self._deviance_lines(),
+            *self._penalty_lines(),
             "=" * len(head),
             head,
             "-" * len(head),
@@ -318,6 +333,7 @@ jax.tree_util.register_dataclass(
         "deviance",
         "null_deviance",
         "n_groups",
+        "objective",
     ],
     meta_fields=["family", "solver", "names", "cov_type", "family_obj"],
 )
