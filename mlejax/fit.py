@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import _buckets, _prepare, diagnostics, engines, inference, linalg
+from mlejax import _buckets, _prepare, _scaling, diagnostics, engines, inference, linalg
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
@@ -195,7 +195,8 @@ def fit(
     if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
         res, r_eq = _fit_traced(*args, family, solver, max_iter, cov)
         return res.replace(names=names)
-    scale = _column_scales(X)
+    # (a penalty is not invariant to rescaling a column: no scaling with one)
+    scale = _scaling.column_scales(X) if penalty is None else None
     if scale is not None:  # exact: powers of two; undone on the result below
         X = X * scale[None, :]
         data = (X, *data[1:])
@@ -223,40 +224,7 @@ def fit(
         if cols is not None:
             raise linalg.rank_error(cols, X.shape[1])
     res = diagnostics.post_check(res, X, y, family, weights, trials, names)
-    return res if scale is None else _unscale(res, scale)
-
-
-#: columns whose largest entry (in the first rows) lies outside 2^+-SCALE_EXP are
-#: fitted after an exact power-of-two rescaling: beyond about 1e+-154 their
-#: squares (the information) leave the float64 range.
-SCALE_EXP = 100
-_SCALE_ROWS = 4096
-
-
-def _column_scales(X) -> jax.Array | None:
-    """Powers of two for columns of extreme magnitude, or None (the usual case).
-
-    Judged on the first rows only (no pass over a large X); the scale need not
-    be precise, only a power of two that brings the column near 1.
-    """
-    head = np.asarray(X[:_SCALE_ROWS])
-    s = linalg.pow2_column_scales(head)
-    e = np.abs(np.frexp(s)[1] - 1)
-    if not (e > SCALE_EXP).any() or not np.isfinite(s).all():
-        return None
-    s = np.where(e > SCALE_EXP, s, 1.0).astype(head.dtype)
-    return jnp.asarray(s)
-
-
-def _unscale(res: FitResult, s: jax.Array) -> FitResult:
-    """The fit of ``X`` from the fit of ``X * s``: coefficients times ``s``."""
-    sp = s.reshape((-1,) + (1,) * (jnp.ndim(res.params) - 1))
-    flat = jnp.broadcast_to(sp, jnp.shape(res.params)).ravel()
-    return res.replace(
-        params=res.params * sp,
-        stderr=res.stderr * sp,
-        cov=res.cov * flat[:, None] * flat[None, :],
-    )
+    return res if scale is None else _scaling.unscale(res, scale)
 
 
 def ols(X: ArrayLike, y: ArrayLike) -> FitResult:
