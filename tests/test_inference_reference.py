@@ -269,3 +269,40 @@ def test_bad_input_names_the_argument(d):
         res.wald_test(np.eye(3))
     with pytest.raises(ValueError, match="X_new"):
         res.predict(np.ones((4, 3)))
+
+
+def test_categorical_predict_se_closed_form():
+    """Class probabilities and their delta-method SEs: statsmodels' MNLogit
+    parameters and covariance with the closed-form softmax Jacobian
+    dp_k/deta_c = p_k (1[k = c+1] - p_{c+1}) (class 0 the reference)."""
+    rng = np.random.default_rng(3)
+    n, K = 90, 3
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    y = rng.integers(0, K, n).astype(float)
+    res = mj.fit(X, y, F.Categorical(n_classes=K), tol=1e-13)
+    ref = sm.MNLogit(y, X).fit(disp=0, method="newton", tol=1e-14, maxiter=100)
+    b = np.asarray(ref.params)  # (p, K-1)
+    # statsmodels orders its covariance column by column (class-major)
+    p = X.shape[1]
+    perm = np.arange(p * (K - 1)).reshape(K - 1, p).T.ravel()
+    V = np.asarray(ref.cov_params())[np.ix_(perm, perm)]
+    assert rel(res.cov, V) < 1e-7
+    Xn = X[:5] + 0.25
+    pr = res.predict(Xn, se=True)
+    eta = np.column_stack([np.zeros(5), Xn @ b])
+    P = np.exp(eta) / np.exp(eta).sum(1, keepdims=True)
+    assert rel(pr.mean, P) < 1e-8
+    se = np.empty((5, K))
+    for i in range(5):
+        for k in range(K):
+            d = P[i, k] * ((np.arange(1, K) == k) - P[i, 1:])  # (K-1,)
+            J = np.kron(Xn[i], d)  # row-major beta order
+            se[i, k] = np.sqrt(J @ V @ J)
+    assert pr.mean.shape == pr.se.shape == (5, K) and pr.ci.shape == (5, K, 2)
+    assert rel(pr.se, se) < 1e-7
+    lin = res.predict(Xn, which="linear", se=True)
+    se_lin = np.sqrt(
+        [[Xn[i] @ V[c::2, c::2] @ Xn[i] for c in range(K - 1)] for i in range(5)]
+    )
+    assert lin.mean.shape == (5, K - 1)
+    assert rel(lin.se, se_lin) < 1e-7
