@@ -9,6 +9,7 @@ Run them through the ``mlejax`` command (``mlejax run``) or
 """
 
 from experiments import (
+    coverage,
     gradient_equivalence,
     linear_vs_ols,
     logistic_fit,
@@ -25,6 +26,7 @@ EXPERIMENTS = {
         logistic_fit,
         sampling_distribution,
         robust_regression,
+        coverage,
     )
 }
 

@@ -73,6 +73,26 @@ LAYOUT = {
         "Robust regression: Laplace vs Gaussian vs Student-t",
         [("errors", None)],
     ),
+    "coverage": (
+        "Interval coverage under misspecification: model-based, sandwich, profile",
+        [
+            (
+                "coverage",
+                [
+                    "setting",
+                    "method",
+                    "n",
+                    "used",
+                    "coverage",
+                    "mcse",
+                    "below",
+                    "above",
+                    "failed",
+                    "median_width",
+                ],
+            )
+        ],
+    ),
 }
 
 

@@ -40,7 +40,7 @@ from mlejax.engines import glm as _glm
 from mlejax.solvers import NewtonProblem, newton_loop
 from mlejax.status import ConvergenceWarning, Status
 
-__all__ = ["ProfileCI", "profile_ci", "profile_ci_full"]
+__all__ = ["ProfileCI", "profile_ci", "profile_ci_full", "profile_ci_traced"]
 
 #: endpoint reason codes (``ProfileCI.status``)
 CONVERGED, FLAT, BOUNDARY, MAX_ITER, NON_FINITE = 0, 1, 2, 3, 4
@@ -292,6 +292,57 @@ def _glm_profile_core(data, theta_hat, se, idx, z, tol, *, family, max_iter):
 
 
 _glm_profile = _quick_jit(_glm_profile_core, ("family", "max_iter"))
+
+
+def profile_ci_traced(
+    X,
+    y,
+    family,
+    params,
+    stderr,
+    idx,
+    *,
+    alpha=0.05,
+    weights=None,
+    offset=None,
+    tol=1e-10,
+    max_iter=100,
+):
+    """Profile intervals from a fit's ``params``/``stderr``, traceable (``jit``/``vmap``).
+
+    The engine of :func:`profile_ci` for callers that already hold the MLE:
+    under ``jax.vmap`` over ``y``, ``params`` and ``stderr`` it profiles a
+    whole batch of fits (a Monte Carlo study) in one compiled call. For
+    families without extra parameters (Bernoulli, Binomial without trials,
+    Poisson); ``idx`` (a static tuple of coefficient indices) says which
+    intervals. Returns ``(ci (m, 2), status (m, 2))`` with the codes of
+    :class:`ProfileCI` (no warning: the status is data).
+    """
+    from scipy import stats
+
+    if family.extra_names or not family.smooth or family.eta_has_axis:
+        raise ValueError(
+            f"profile_ci_traced: family {family.name} has extra parameters or is "
+            "not a smooth single-predictor family; use profile_ci."
+        )
+    alpha = _check_alpha(alpha)
+    X = jnp.asarray(X)
+    n, dtype = X.shape[0], X.dtype
+    w = jnp.ones(n, dtype) if weights is None else jnp.asarray(weights, dtype)
+    off = jnp.zeros(n, dtype) if offset is None else jnp.asarray(offset, dtype)
+    data = objective.GLMData(X, jnp.asarray(y, dtype), w, off, None)
+    z = jnp.asarray(stats.norm.ppf(1 - alpha / 2), dtype)
+    ci, st, _ = _glm_profile_core(
+        data,
+        jnp.asarray(params, dtype),
+        jnp.asarray(stderr, dtype),
+        jnp.asarray(idx),
+        z,
+        jnp.asarray(tol, dtype),
+        family=family,
+        max_iter=max_iter,
+    )
+    return ci, st
 
 
 def _which(params, k: int, names) -> np.ndarray:
