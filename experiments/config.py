@@ -299,7 +299,7 @@ class Coverage:
     cluster_size: int = _f(10, ge=1, le=10_000)
     # standard deviation of the random cluster intercept (logit scale)
     cluster_sd: float = _f(1.0, ge=0.0, le=10.0)
-    n_small: int = _f(30, ge=10, le=1_000_000)
+    n_small: int = _f(20, ge=10, le=1_000_000)
 
 
 #: experiment name -> its config dataclass (the table name in TOML).
