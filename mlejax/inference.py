@@ -321,9 +321,6 @@ def _quick_jit(fn, static):
 
 
 _robust_jit = _quick_jit(robust_fields, (0, 4))
-# large X: LLVM's optimisation pays for the passes over n rows
-_robust_jit_large = jax.jit(robust_fields, static_argnums=(0, 4))
-LARGE_SIZE = 2**18
 
 
 def finish_jit(res, data, groups, family, cov):
@@ -332,8 +329,5 @@ def finish_jit(res, data, groups, family, cov):
     only when one is asked for."""
     kw = {}
     if cov[0] != "nonrobust":
-        large = data[0].size >= LARGE_SIZE
-        kw = (_robust_jit_large if large else _robust_jit)(
-            family, data, res.params, res.extra, cov, groups
-        )
+        kw = _robust_jit(family, data, res.params, res.extra, cov, groups)
     return res.replace(cov_type=cov[0], **kw)
