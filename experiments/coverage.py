@@ -28,6 +28,7 @@ out: there no Wald interval exists); Monte Carlo standard errors are
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -111,27 +112,39 @@ def truth(config: Coverage, setting: str) -> np.ndarray:
 
 def draw(config: Coverage, setting: str, key, reps: int):
     """``(X, Y, groups)``: ``reps`` data sets (``Y`` and, where it varies, ``X``)."""
+    return _draw(
+        setting,
+        reps,
+        _n_rows(config, setting),
+        config.clusters,
+        config.cluster_size,
+        float(config.cluster_sd),
+        float(config.nb_alpha),
+        key,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
+def _draw(setting, reps, n, G, m, cluster_sd, nb_alpha, key):
     beta = jnp.asarray(TRUE[setting])
     kx, ky, ka = jax.random.split(key, 3)
     if setting == "clustered_logistic":
-        G, m = config.clusters, config.cluster_size
         u = jax.random.normal(kx, (reps, G, 1))
         e = jax.random.normal(jax.random.fold_in(kx, 1), (reps, G, m))
         x = (u + X_NOISE * e).reshape(reps, G * m)
-        a = jax.random.normal(ka, (reps, G, 1)) * config.cluster_sd
+        a = jax.random.normal(ka, (reps, G, 1)) * cluster_sd
         a = jnp.broadcast_to(a, (reps, G, m)).reshape(reps, G * m)
         eta = beta[0] + beta[1] * x + a
         Y = jax.random.bernoulli(ky, jax.nn.sigmoid(eta)).astype(jnp.float64)
         X = jnp.stack([jnp.ones_like(x), x], axis=-1)
         groups = jnp.repeat(jnp.arange(G), m)
         return X, Y, groups
-    n = _n_rows(config, setting)
     x = jax.random.normal(kx, (reps, n))
     X = jnp.stack([jnp.ones_like(x), x], axis=-1)
     eta = beta[0] + beta[1] * x
     if setting == "overdispersed_poisson":
         # NB2 as a gamma-Poisson mixture: variance mu + alpha mu^2
-        r = 1.0 / config.nb_alpha
+        r = 1.0 / nb_alpha
         lam = jax.random.gamma(ka, r, (reps, n)) / r * jnp.exp(eta)
         Y = jax.random.poisson(ky, lam).astype(jnp.float64)
     else:
