@@ -9,6 +9,7 @@ Run them through the ``mlejax`` command (``mlejax run``) or
 """
 
 from experiments import (
+    coverage,
     gradient_equivalence,
     linear_vs_ols,
     logistic_fit,
@@ -27,6 +28,7 @@ EXPERIMENTS = {
         sampling_distribution,
         robust_regression,
         regulariser_prior,
+        coverage,
     )
 }
 

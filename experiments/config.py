@@ -295,6 +295,29 @@ class RegulariserPrior:
     optax_steps: int = _f(200, _STEPS)
 
 
+@dataclasses.dataclass(frozen=True)
+class Coverage:
+    """``[coverage]``: coverage of 95% intervals under misspecification."""
+
+    settings: list[str] = _f(
+        ["overdispersed_poisson", "clustered_logistic", "small_logistic"],
+        _names(("overdispersed_poisson", "clustered_logistic", "small_logistic")),
+    )
+    # data sets per setting, all in one vmapped call
+    replications: int = _f(2000, ge=20, le=1_000_000)
+    # also the profile-likelihood intervals (batched with the fits)
+    profile: bool = _f(True)
+    level: float = _f(0.95, gt=0.0, lt=1.0)
+    n_poisson: int = _f(200, ge=10, le=1_000_000)
+    # negative-binomial overdispersion: variance mu + nb_alpha mu^2
+    nb_alpha: float = _f(1.0, gt=0.0, le=100.0)
+    clusters: int = _f(30, ge=2, le=100_000)
+    cluster_size: int = _f(10, ge=1, le=10_000)
+    # standard deviation of the random cluster intercept (logit scale)
+    cluster_sd: float = _f(1.0, ge=0.0, le=10.0)
+    n_small: int = _f(20, ge=10, le=1_000_000)
+
+
 #: experiment name -> its config dataclass (the table name in TOML).
 EXPERIMENT_CONFIGS: dict[str, type] = {
     "linear_vs_ols": LinearVsOLS,
@@ -303,6 +326,7 @@ EXPERIMENT_CONFIGS: dict[str, type] = {
     "sampling_distribution": SamplingDistribution,
     "robust_regression": RobustRegression,
     "regulariser_prior": RegulariserPrior,
+    "coverage": Coverage,
 }
 
 

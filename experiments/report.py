@@ -77,6 +77,26 @@ LAYOUT = {
         "Regulariser = prior: Ridge/Lasso fits are Gaussian/Laplace-prior MAPs",
         [("differences", None)],
     ),
+    "coverage": (
+        "Interval coverage under misspecification: model-based, sandwich, profile",
+        [
+            (
+                "coverage",
+                [
+                    "setting",
+                    "method",
+                    "n",
+                    "used",
+                    "coverage",
+                    "mcse",
+                    "below",
+                    "above",
+                    "failed",
+                    "median_width",
+                ],
+            )
+        ],
+    ),
 }
 
 
