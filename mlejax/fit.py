@@ -36,25 +36,46 @@ QUICK_COMPILE_SIZE = 1 << 17
 
 
 def _fit_core(
-    X, y, weights, offset, trials, tol, groups, *, family, solver, max_iter, traced, cov
+    X,
+    y,
+    weights,
+    offset,
+    trials,
+    var_weights,
+    tol,
+    groups,
+    *,
+    family,
+    solver,
+    max_iter,
+    traced,
+    cov,
+    dispersion="",
 ):
-    data = GLMData(X, y, weights, offset, trials)
+    raw = GLMData(X, y, weights, offset, trials, var_weights)
+    if var_weights is not None:  # precision 0: the row is left out (as R's glm)
+        weights = jnp.where(var_weights > 0, weights, 0.0)
+        var_weights = jnp.where(var_weights > 0, var_weights, 1.0)
+    data = GLMData(X, y, weights, offset, trials, var_weights)
     eng, solver_name = engines.run(family, data, solver, tol, max_iter)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
-        ok = diagnostics.input_ok(family, data)
+        ok = diagnostics.input_ok(family, raw)
         status = jnp.where(ok, status, int(Status.INVALID_INPUT))
         converged = converged & ok
     nobs = jnp.sum(weights)
     k = X.shape[1] * family.eta_dim + len(family.extra_names)
     aic, bic = inference.information_criteria(eng.loglik, k, nobs)
     dev, null_dev = inference.deviances(family, data, eng.params, eng.extra, eng.loglik)
+    cov_b, se_b, phi = inference.apply_dispersion(
+        family, data, eng.params, eng.extra, eng.cov, eng.stderr, dispersion
+    )
     res = FitResult(
         params=eng.params,
         extra=eng.extra,
         extra_stderr=eng.extra_stderr,
-        stderr=eng.stderr,
-        cov=eng.cov,
+        stderr=se_b,
+        cov=cov_b,
         loglik=eng.loglik,
         n_iter=eng.n_iter,
         converged=converged,
@@ -68,13 +89,15 @@ def _fit_core(
         family_obj=family,
         deviance=dev,
         null_deviance=null_dev,
+        dispersion=phi,
+        dispersion_method=dispersion,
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
         res = inference.finish(res, data, groups, family, cov)
     return res, eng.r_eq
 
 
-_STATIC = ("family", "solver", "max_iter", "traced", "cov")
+_STATIC = ("family", "solver", "max_iter", "traced", "cov", "dispersion")
 _fit_jit = jax.jit(_fit_core, static_argnames=_STATIC)
 try:
     _fit_jit_quick = jax.jit(
@@ -86,9 +109,21 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9, 10, 11, 12))
 def _fit_traced(
-    X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
+    X,
+    y,
+    weights,
+    offset,
+    trials,
+    var_weights,
+    tol,
+    groups,
+    family,
+    solver,
+    max_iter,
+    cov,
+    dispersion,
 ):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
@@ -97,6 +132,7 @@ def _fit_traced(
         weights,
         offset,
         trials,
+        var_weights,
         tol,
         groups,
         family=family,
@@ -104,11 +140,12 @@ def _fit_traced(
         max_iter=max_iter,
         traced=True,
         cov=cov,
+        dispersion=dispersion,
     )
 
 
 @_fit_traced.defjvp
-def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
+def _fit_traced_jvp(family, solver, max_iter, cov, dispersion, primals, tangents):
     raise _prepare.no_grad_error("fit")
 
 
@@ -121,6 +158,9 @@ def fit(
     weights: ArrayLike | None = None,
     offset: ArrayLike | None = None,
     trials: ArrayLike | None = None,
+    exposure: ArrayLike | None = None,
+    var_weights: ArrayLike | None = None,
+    dispersion: str | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
     buckets: bool = False,
@@ -144,6 +184,22 @@ def fit(
       weights: frequency weights ``(n,)`` (same as replicating rows).
       offset: added to eta, e.g. ``log(exposure)``.
       trials: Binomial numbers of trials.
+      exposure: positive ``(n,)``; adds ``log(exposure)`` to the offset (log
+        link only: otherwise pass ``offset=``).
+      var_weights: precision (prior) weights ``(n,)``, as R's ``glm(weights=)``
+        and statsmodels' ``GLM(var_weights=)``: Gaussian ``y_i ~ N(mu_i,
+        scale^2 / v_i)``, Gamma shape ``shape * v_i`` (dispersion ``phi /
+        v_i``); Poisson, Bernoulli, Binomial, Categorical: ``v_i log p_i``.
+        ``nobs`` and ``df_resid`` count rows (frequency weights), not ``v``;
+        a row with ``v_i = 0`` is left out. NegativeBinomial, StudentT,
+        Laplace: not supported (ValueError). See docs/weights.md.
+      dispersion: the dispersion ``phi`` in the model-based covariance of the
+        families that estimate one (Gaussian, Gamma): ``"pearson"`` (R's
+        ``summary.glm``: ``sum(v (y - mu)**2 / V(mu)) / df_resid``; Wald
+        statistics then use the t with ``df_resid``) or ``"mle"`` (the
+        fitted ``scale**2`` or ``1 / shape``). Default ``None``: Gaussian
+        ``"pearson"`` (the OLS convention), Gamma ``"mle"``. ``extra`` stays
+        the MLE; ``res.dispersion`` holds the value used.
       tol: Newton: relative step ``max|d_i|/(1+|theta_i|)``; L-BFGS/Optax: gradient.
       max_iter: iteration cap (static).
       buckets: pad ``n`` up to the next shape bucket (``m * 2**e``, ``m`` in
@@ -176,20 +232,38 @@ def fit(
     _prepare.check_tol_max_iter(tol, max_iter)
     if not isinstance(buckets, bool | np.bool_):
         raise TypeError(f"buckets must be True or False; got {buckets!r}.")
+    dispersion = _prepare.check_dispersion(dispersion, family)
+    exposure = _prepare.align_index("exposure", exposure, X)
+    var_weights = _prepare.align_index("var_weights", var_weights, X)
     X, y, weights, offset, trials, names = _prepare.prepare(
         X, y, family, weights, offset, trials
     )
+    offset = _prepare.prepare_exposure(family, exposure, offset, X)
+    var_weights = _prepare.prepare_var_weights(family, var_weights, X)
     _prepare.check_cov_type(cov_type, family.smooth)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
-    data = (X, y, weights, offset, trials)
-    if _prepare.is_traced(*data, tol, groups):
-        res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
+    data = (X, y, weights, offset, trials, var_weights)
+    if _prepare.is_traced(*data, tol, groups):  # _fit_core checks and masks v
+        res, r_eq = _fit_traced(
+            *data, tol, groups, family, solver, max_iter, cov, dispersion
+        )
         return res.replace(names=names)
+    if var_weights is not None:  # precision 0: the row is left out (as R's glm)
+        v = np.asarray(var_weights)
+        if (v == 0).any():
+            weights = jnp.asarray(np.where(v > 0, np.asarray(weights), 0.0))
+            var_weights = jnp.asarray(np.where(v > 0, v, 1.0))
+            data = (X, y, weights, offset, trials, var_weights)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
-        data = _buckets.pad_rows(*data, family, _buckets.bucket_size(X.shape[0]))
+        n_to = _buckets.bucket_size(X.shape[0])
+        padded = _buckets.pad_rows(*data[:5], family, n_to)
+        if var_weights is not None and n_to > X.shape[0]:  # padding rows: v = 1
+            tail = np.ones(n_to - X.shape[0], np.asarray(var_weights).dtype)
+            var_weights = jnp.asarray(np.concatenate([np.asarray(var_weights), tail]))
+        data = (*padded, var_weights)
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
     res, r_eq = compiled(
@@ -201,6 +275,7 @@ def fit(
         max_iter=max_iter,
         traced=False,
         cov=("nonrobust", None),
+        dispersion=dispersion,
     )
     res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
         names=names
@@ -212,11 +287,19 @@ def fit(
     return diagnostics.post_check(res, X, y, family, weights, trials, names)
 
 
-def ols(X: ArrayLike, y: ArrayLike) -> FitResult:
+def ols(
+    X: ArrayLike,
+    y: ArrayLike,
+    weights: ArrayLike | None = None,
+    var_weights: ArrayLike | None = None,
+) -> FitResult:
     """Least squares to near the float64 limit (see :mod:`mlejax.linalg`).
 
     Same ``FitResult`` fields as ``fit(X, y, Gaussian())``: ``stderr`` uses
     ``sigma^2 = RSS / (n - p)``, ``extra["scale"]`` is the MLE ``sqrt(RSS / n)``.
+    ``weights``: frequency weights (``n = sum(weights)``); ``var_weights``:
+    precision weights, ``y_i ~ N(mu_i, sigma^2 / v_i)`` (weighted least
+    squares, R's ``lm(weights=)``: ``RSS = sum(v r^2)``).
 
     >>> import numpy as np, mlejax as mj
     >>> X = mj.add_constant(np.arange(5.0))
@@ -224,7 +307,7 @@ def ols(X: ArrayLike, y: ArrayLike) -> FitResult:
     >>> [round(float(b), 12) for b in mj.ols(X, y).params]  # by hand: 1.02, 1.99
     [1.02, 1.99]
     """
-    return fit(X, y, Gaussian())
+    return fit(X, y, Gaussian(), weights=weights, var_weights=var_weights)
 
 
 class _CallableModule(types.ModuleType):

@@ -393,12 +393,18 @@ def _profile_ci(X, y, family, alpha, params, full_output, fit_kwargs):
 
     Xa = host(X, 0.0)
     trials = fit_kwargs.get("trials")
+    vw = fit_kwargs.get("var_weights")
+    wts = host(fit_kwargs.get("weights"), 1.0)
+    if vw is not None:  # precision 0: the row is left out (as in fit)
+        vw = host(vw, 1.0)
+        wts, vw = np.where(vw > 0, wts, 0.0), np.where(vw > 0, vw, 1.0)
     data = objective.GLMData(
         Xa,
         host(y, 0.0),
-        host(fit_kwargs.get("weights"), 1.0),
+        wts,
         host(_offset(fit_kwargs), 0.0),
         None if trials is None else host(trials, 0.0),
+        vw,
     )
     ex = [np.log(np.asarray(res.extra[k], dtype)) for k in family.extra_names]
     theta_hat = np.concatenate([beta, np.stack(ex)]) if ex else beta

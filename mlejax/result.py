@@ -31,6 +31,10 @@ class FitResult:
       status: reason code, a :class:`mlejax.status.Status` (``reason`` in words).
       trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
       family, solver, names: static descriptions (pytree metadata).
+      dispersion: the dispersion ``phi`` used in the model-based covariance
+        of the families that estimate one (Gaussian, Gamma; ``None`` for the
+        others); ``dispersion_method`` says which: ``"pearson"`` (R's
+        ``summary.glm``) or ``"mle"``.
     """
 
     params: object
@@ -54,6 +58,10 @@ class FitResult:
     n_groups: jax.Array | None = None
     cov_type: str = "nonrobust"
     family_obj: object = None
+    #: the dispersion phi in the model-based covariance (Gaussian, Gamma), None
+    #: for families without one; ``dispersion_method``: "pearson" or "mle"
+    dispersion: jax.Array | None = None
+    dispersion_method: str = ""
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -129,9 +137,18 @@ class FitResult:
         cov_line += f"   Wald {'t' if use_t else 'z'} distribution" + (
             f" (df_resid {df:g})" if use_t else ""
         )
+        disp_lines = []
+        if self.dispersion_method and self.dispersion is not None:
+            how = {
+                "pearson": "Pearson: sum(v (y-mu)^2 / V(mu)) / df_resid",
+                "mle": "MLE: " + ("scale^2" if "scale" in self.extra else "1 / shape"),
+            }[self.dispersion_method]
+            phi = float(np.asarray(self.dispersion))
+            disp_lines.append(f"dispersion {phi:.6g} ({how})")
         lines = [
             f"{self.family} regression, solver {self.solver}",
             cov_line,
+            *disp_lines,
             f"nobs {float(np.asarray(self.nobs)):g}   loglik {float(np.asarray(self.loglik)):.6g}"
             f"   AIC {float(np.asarray(self.aic)):.6g}   BIC {float(np.asarray(self.bic)):.6g}",
             f"iterations {int(np.asarray(self.n_iter))}   converged "
@@ -182,7 +199,11 @@ class FitResult:
 
     @property
     def use_t(self) -> bool:
-        """Whether Wald statistics are Student t (Gaussian, as R/statsmodels OLS)."""
+        """Whether Wald statistics are Student t: an estimated Pearson dispersion
+        (Gaussian by default, as R/statsmodels OLS; Gamma with
+        ``dispersion="pearson"``, as R's ``summary.glm``)."""
+        if self.dispersion_method:
+            return self.dispersion_method == "pearson"
         return bool(getattr(self.family_obj, "ols_convention", False))
 
     @property
@@ -318,8 +339,16 @@ jax.tree_util.register_dataclass(
         "deviance",
         "null_deviance",
         "n_groups",
+        "dispersion",
     ],
-    meta_fields=["family", "solver", "names", "cov_type", "family_obj"],
+    meta_fields=[
+        "family",
+        "solver",
+        "names",
+        "cov_type",
+        "family_obj",
+        "dispersion_method",
+    ],
 )
 
 import jax.flatten_util  # noqa: E402  (ravel_pytree, used in summary)

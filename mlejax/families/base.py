@@ -73,6 +73,12 @@ class Family:
     can_separate: ClassVar[bool] = False
     newton_engine: ClassVar[str] = "newton"
     ols_convention: ClassVar[bool] = False
+    #: how precision weights ``var_weights=`` enter (see :meth:`precision_extras`):
+    #: ``"loglik"``: ``v * log p`` (no dispersion parameter: Poisson, Bernoulli,
+    #: Binomial, Categorical; statsmodels' GLM ``var_weights``); ``"dispersion"``:
+    #: the dispersion of row i is ``phi / v_i`` (Gaussian, Gamma; R's
+    #: ``glm(weights=)``); ``None``: not supported (a ValueError names the family)
+    var_weights_mode: ClassVar[str | None] = None
     #: set for subclasses that override ``log_prob`` itself (user families)
     _overrides_log_prob: ClassVar[bool] = False
 
@@ -298,6 +304,30 @@ class Family:
         for k in self.extra_names:
             _checks.require_positive(k, extra[k], self.name)
         self.check_y(y, **{k: extra[k] for k in self.data_names})
+
+    # -- optional: precision weights and dispersion (var_weights=, dispersion=) --
+    def precision_extras(self, v: jax.Array, **extra) -> dict:
+        """The extras of rows with precision weights ``v`` (``"dispersion"`` mode).
+
+        ``extra`` holds the fitted extras (scalars); the result maps the same
+        names to per-row values whose dispersion is ``phi / v`` (Gaussian:
+        ``scale / sqrt(v)``; Gamma: ``shape * v``).
+        """
+        raise NotImplementedError(
+            f"{self.name} has var_weights_mode={self.var_weights_mode!r} but no "
+            "precision_extras."
+        )
+
+    def variance(self, mu: jax.Array) -> jax.Array | None:
+        """The variance function ``V(mu)`` (``var y = phi V(mu) / v``), or ``None``.
+
+        Defined for the families with an estimated dispersion ``phi`` (Gaussian
+        1, Gamma ``mu**2``): it gives the Pearson dispersion
+        ``sum(v (y - mu)**2 / V(mu)) / df_resid`` of ``dispersion="pearson"``.
+        A family that overrides it has an estimated dispersion
+        (:meth:`deviance_scale` gives its MLE from the extras).
+        """
+        return None
 
     # -- optional: deviance (appended for the inference issue) -----------------
     def saturated_log_prob(self, y: jax.Array, **extra) -> jax.Array | None:

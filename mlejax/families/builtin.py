@@ -42,10 +42,17 @@ class Gaussian(Family):
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
     newton_engine: ClassVar[str] = "lstsq"
     ols_convention: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "dispersion"
 
     def _log_prob(self, y, eta, scale):
         z = (y - eta) / scale
         return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
+
+    def precision_extras(self, v, scale):
+        return {"scale": scale / jnp.sqrt(v)}
+
+    def variance(self, mu):
+        return jnp.ones_like(mu)
 
     def working_response(self, y, **data):
         return y
@@ -74,6 +81,7 @@ class _Binary(Family):
     support: ClassVar[str] = "binary"
     convex: ClassVar[bool] = True
     can_separate: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "loglik"
 
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
@@ -183,6 +191,7 @@ class Categorical(Family):
     eta_has_axis: ClassVar[bool] = True
     convex: ClassVar[bool] = True
     can_separate: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "loglik"
 
     def __post_init__(self):
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
@@ -256,6 +265,7 @@ class Poisson(_Counts):
 
     loss_name: ClassVar[str] = "poisson_nll"
     convex: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "loglik"
 
     def _log_prob(self, y, eta):
         return self.log_prob_kernel(y, eta) + self.log_prob_const(y)
@@ -385,6 +395,13 @@ class Gamma(Family):
 
     support: ClassVar[str] = "positive"
     extra_names: ClassVar[tuple[str, ...]] = ("shape",)
+    var_weights_mode: ClassVar[str | None] = "dispersion"
+
+    def precision_extras(self, v, shape):
+        return {"shape": shape * v}
+
+    def variance(self, mu):
+        return mu * mu
 
     def _log_prob(self, y, eta, shape):
         k = shape
