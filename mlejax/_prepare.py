@@ -404,7 +404,7 @@ def check_dispersion(dispersion, family) -> str:
         raise ValueError(
             f"dispersion must be None, 'mle' or 'pearson'; got {dispersion!r}."
         )
-    has = type(family).variance is not fam.Family.variance
+    has = type(family).variance is not fam.Family.variance  # as in inference
     if not has:
         if dispersion == "pearson":
             raise ValueError(

@@ -42,6 +42,7 @@ def _fit_core(
     offset,
     trials,
     var_weights,
+    pearson,
     tol,
     groups,
     *,
@@ -50,7 +51,6 @@ def _fit_core(
     max_iter,
     traced,
     cov,
-    dispersion="",
 ):
     raw = GLMData(X, y, weights, offset, trials, var_weights)
     if var_weights is not None:  # precision 0: the row is left out (as R's glm)
@@ -68,7 +68,7 @@ def _fit_core(
     aic, bic = inference.information_criteria(eng.loglik, k, nobs)
     dev, null_dev = inference.deviances(family, data, eng.params, eng.extra, eng.loglik)
     cov_b, se_b, phi = inference.apply_dispersion(
-        family, data, eng.params, eng.extra, eng.cov, eng.stderr, dispersion
+        family, data, eng.params, eng.extra, eng.cov, eng.stderr, pearson
     )
     res = FitResult(
         params=eng.params,
@@ -90,14 +90,13 @@ def _fit_core(
         deviance=dev,
         null_deviance=null_dev,
         dispersion=phi,
-        dispersion_method=dispersion,
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
         res = inference.finish(res, data, groups, family, cov)
     return res, eng.r_eq
 
 
-_STATIC = ("family", "solver", "max_iter", "traced", "cov", "dispersion")
+_STATIC = ("family", "solver", "max_iter", "traced", "cov")
 _fit_jit = jax.jit(_fit_core, static_argnames=_STATIC)
 try:
     _fit_jit_quick = jax.jit(
@@ -109,7 +108,7 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9, 10, 11, 12))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(9, 10, 11, 12))
 def _fit_traced(
     X,
     y,
@@ -117,13 +116,13 @@ def _fit_traced(
     offset,
     trials,
     var_weights,
+    pearson,
     tol,
     groups,
     family,
     solver,
     max_iter,
     cov,
-    dispersion,
 ):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
@@ -133,6 +132,7 @@ def _fit_traced(
         offset,
         trials,
         var_weights,
+        pearson,
         tol,
         groups,
         family=family,
@@ -140,12 +140,11 @@ def _fit_traced(
         max_iter=max_iter,
         traced=True,
         cov=cov,
-        dispersion=dispersion,
     )
 
 
 @_fit_traced.defjvp
-def _fit_traced_jvp(family, solver, max_iter, cov, dispersion, primals, tangents):
+def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
     raise _prepare.no_grad_error("fit")
 
 
@@ -245,11 +244,13 @@ def fit(
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials, var_weights)
+    # a data flag, not static: both conventions share one compiled fit
+    pearson = np.asarray(dispersion == "pearson")
     if _prepare.is_traced(*data, tol, groups):  # _fit_core checks and masks v
         res, r_eq = _fit_traced(
-            *data, tol, groups, family, solver, max_iter, cov, dispersion
+            *data, pearson, tol, groups, family, solver, max_iter, cov
         )
-        return res.replace(names=names)
+        return res.replace(names=names, dispersion_method=dispersion)
     if var_weights is not None:  # precision 0: the row is left out (as R's glm)
         v = np.asarray(var_weights)
         if (v == 0).any():
@@ -268,6 +269,7 @@ def fit(
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
     res, r_eq = compiled(
         *data,
+        pearson,
         tol,
         None,
         family=family,
@@ -275,10 +277,9 @@ def fit(
         max_iter=max_iter,
         traced=False,
         cov=("nonrobust", None),
-        dispersion=dispersion,
     )
     res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
-        names=names
+        names=names, dispersion_method=dispersion
     )
     if r_eq is not None:
         cols = linalg.collinear_columns(r_eq, names)

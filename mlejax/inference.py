@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mlejax.families.base import Family
 from mlejax.objective import row_extras, split_var_weights
 
 
@@ -367,29 +368,24 @@ def pearson_dispersion(family, data, beta, extra):
     return jnp.sum(jnp.where(w > 0, w * r2, 0.0)) / df
 
 
-def apply_dispersion(family, data, beta, extra, cov, stderr, method: str):
-    """``(cov, stderr, phi)`` with the dispersion ``phi`` of ``method``.
+def apply_dispersion(family, data, beta, extra, cov, stderr, pearson):
+    """``(cov, stderr, phi)`` with the dispersion ``phi`` of the convention.
 
-    ``method``: ``"pearson"``, ``"mle"`` (``deviance_scale`` of the fitted
-    extras) or ``""`` (no estimated dispersion: unchanged, ``phi`` None). The
-    coefficient block of the information of an exponential-dispersion family
-    is proportional to ``1 / phi`` and, at the MLE, orthogonal to the
-    dispersion parameter, so the covariance the engine computed (with the MLE,
-    or with Pearson's for the OLS convention) is rescaled exactly; the
-    extras' standard errors stay the MLE's.
+    ``pearson`` (a traced bool): R's Pearson dispersion, else the MLE
+    (``deviance_scale`` of the fitted extras); families without an estimated
+    dispersion (no ``variance``): unchanged, ``phi`` None. The coefficient
+    block of the information of an exponential-dispersion family is
+    proportional to ``1 / phi`` and, at the MLE, orthogonal to the
+    dispersion parameter, so the covariance the engine computed (with the
+    MLE, or with Pearson's for the OLS convention) is rescaled exactly
+    (by 1 where the convention is the engine's own); the extras' standard
+    errors stay the MLE's.
     """
-    if not method:
+    if type(family).variance is Family.variance:  # no estimated dispersion
         return cov, stderr, None
-    w = data.weights
-    nobs = jnp.sum(w)
-    df = nobs - beta.size
-    phi_mle = family.deviance_scale(**extra)
-    if method == "pearson":
-        phi = pearson_dispersion(family, data, beta, extra)
-        f = 1.0 if family.ols_convention else phi / phi_mle
-    else:
-        phi = phi_mle
-        f = df / nobs if family.ols_convention else 1.0
-    if isinstance(f, float) and f == 1.0:
-        return cov, stderr, phi
+    phi_p = pearson_dispersion(family, data, beta, extra)
+    phi_m = family.deviance_scale(**extra)
+    current = phi_p if family.ols_convention else phi_m
+    phi = jnp.where(pearson, phi_p, phi_m)
+    f = phi / current  # exactly 1 for the engine's own convention
     return cov * f, stderr * jnp.sqrt(f), phi
