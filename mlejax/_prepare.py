@@ -404,7 +404,9 @@ def check_dispersion(dispersion, family) -> str:
         raise ValueError(
             f"dispersion must be None, 'mle' or 'pearson'; got {dispersion!r}."
         )
-    has = type(family).variance is not fam.Family.variance  # as in inference
+    if not isinstance(family, fam.Family):
+        return ""  # prepare() names the bad family
+    has = family.has_dispersion
     if not has:
         if dispersion == "pearson":
             raise ValueError(

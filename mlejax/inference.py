@@ -12,7 +12,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mlejax.families.base import Family
 from mlejax.objective import row_extras, split_var_weights
 
 
@@ -381,7 +380,7 @@ def apply_dispersion(family, data, beta, extra, cov, stderr, pearson):
     (by 1 where the convention is the engine's own); the extras' standard
     errors stay the MLE's.
     """
-    if type(family).variance is Family.variance:  # no estimated dispersion
+    if not family.has_dispersion:
         return cov, stderr, None
     phi_p = pearson_dispersion(family, data, beta, extra)
     phi_m = family.deviance_scale(**extra)

@@ -79,6 +79,13 @@ class Family:
     #: the dispersion of row i is ``phi / v_i`` (Gaussian, Gamma; R's
     #: ``glm(weights=)``); ``None``: not supported (a ValueError names the family)
     var_weights_mode: ClassVar[str | None] = None
+    #: ``"dispersion"`` mode: ``(name, power)``: the extra ``name`` of a row
+    #: with precision weight ``v`` is ``extra * v**power`` (Gaussian
+    #: ``("scale", -0.5)``, Gamma ``("shape", 1)``)
+    precision_extra: ClassVar[tuple | None] = None
+    #: families with an estimated dispersion: ``V(mu) = mu**variance_power``
+    #: (Gaussian 0, Gamma 2), see :meth:`variance`
+    variance_power: ClassVar[int | None] = None
     #: set for subclasses that override ``log_prob`` itself (user families)
     _overrides_log_prob: ClassVar[bool] = False
 
@@ -311,23 +318,30 @@ class Family:
 
         ``extra`` holds the fitted extras (scalars); the result maps the same
         names to per-row values whose dispersion is ``phi / v`` (Gaussian:
-        ``scale / sqrt(v)``; Gamma: ``shape * v``).
+        ``scale / sqrt(v)``; Gamma: ``shape * v``), from ``precision_extra``.
         """
-        raise NotImplementedError(
-            f"{self.name} has var_weights_mode={self.var_weights_mode!r} but no "
-            "precision_extras."
-        )
+        name, power = self.precision_extra
+        return {**extra, name: extra[name] * v**power}
 
     def variance(self, mu: jax.Array) -> jax.Array | None:
         """The variance function ``V(mu)`` (``var y = phi V(mu) / v``), or ``None``.
 
-        Defined for the families with an estimated dispersion ``phi`` (Gaussian
-        1, Gamma ``mu**2``): it gives the Pearson dispersion
-        ``sum(v (y - mu)**2 / V(mu)) / df_resid`` of ``dispersion="pearson"``.
-        A family that overrides it has an estimated dispersion
-        (:meth:`deviance_scale` gives its MLE from the extras).
+        Defined for the families with an estimated dispersion ``phi``
+        (``variance_power`` set, or this method overridden): Gaussian 1,
+        Gamma ``mu**2``. It gives the Pearson dispersion
+        ``sum(v (y - mu)**2 / V(mu)) / df_resid`` of ``dispersion="pearson"``;
+        :meth:`deviance_scale` gives the MLE of ``phi`` from the extras.
         """
-        return None
+        if self.variance_power is None:
+            return None
+        return mu**self.variance_power
+
+    @property
+    def has_dispersion(self) -> bool:
+        """Whether the family estimates a dispersion with a variance function."""
+        return self.variance_power is not None or (
+            type(self).variance is not Family.variance
+        )
 
     # -- optional: deviance (appended for the inference issue) -----------------
     def saturated_log_prob(self, y: jax.Array, **extra) -> jax.Array | None:

@@ -43,16 +43,12 @@ class Gaussian(Family):
     newton_engine: ClassVar[str] = "lstsq"
     ols_convention: ClassVar[bool] = True
     var_weights_mode: ClassVar[str | None] = "dispersion"
+    precision_extra: ClassVar[tuple] = ("scale", -0.5)  # N(mu, scale^2 / v)
+    variance_power: ClassVar[int] = 0
 
     def _log_prob(self, y, eta, scale):
         z = (y - eta) / scale
         return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
-
-    def precision_extras(self, v, scale):
-        return {"scale": scale / jnp.sqrt(v)}
-
-    def variance(self, mu):
-        return jnp.ones_like(mu)
 
     def working_response(self, y, **data):
         return y
@@ -396,12 +392,8 @@ class Gamma(Family):
     support: ClassVar[str] = "positive"
     extra_names: ClassVar[tuple[str, ...]] = ("shape",)
     var_weights_mode: ClassVar[str | None] = "dispersion"
-
-    def precision_extras(self, v, shape):
-        return {"shape": shape * v}
-
-    def variance(self, mu):
-        return mu * mu
+    precision_extra: ClassVar[tuple] = ("shape", 1)  # variance mu^2 / (shape v)
+    variance_power: ClassVar[int] = 2
 
     def _log_prob(self, y, eta, shape):
         k = shape
