@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlejax import _checks, linalg
+from mlejax import _buckets, _checks, linalg
 from mlejax import families as fam
 
 __all__ = [
@@ -330,6 +330,15 @@ def _vector(name: str, a, X):
     return a
 
 
+def prepare_rows(family, X_in, X, offset, exposure, var_weights):
+    """``(offset + log(exposure), var_weights)`` checked (pandas aligned on
+    ``X_in``'s index, as the other row inputs)."""
+    exposure = align_index("exposure", exposure, X_in)
+    var_weights = align_index("var_weights", var_weights, X_in)
+    offset = prepare_exposure(family, exposure, offset, X)
+    return offset, prepare_var_weights(family, var_weights, X)
+
+
 def prepare_exposure(family, exposure, offset, X):
     """``offset + log(exposure)`` (``offset`` when ``exposure`` is None).
 
@@ -392,6 +401,36 @@ def prepare_var_weights(family, var_weights, X):
                 "var_weights 0 is left out)."
             )
     return var_weights
+
+
+def mask_zero_precision(data):
+    """Rows with precision weight 0 are left out, as R's ``glm``: frequency
+    weight 0 and ``v = 1`` (host arrays on the host, traced in the trace)."""
+    v = data.var_weights
+    if v is None:
+        return data
+    if is_traced(v, data.weights):
+        keep = v > 0
+        w, v = jnp.where(keep, data.weights, 0.0), jnp.where(keep, v, 1.0)
+        return data._replace(weights=w, var_weights=v)
+    vh = np.asarray(v)
+    if (vh > 0).all():
+        return data
+    w = np.where(vh > 0, np.asarray(data.weights), 0.0)
+    v = np.where(vh > 0, vh, 1.0)
+    return data._replace(weights=jnp.asarray(w), var_weights=jnp.asarray(v))
+
+
+def pad_bucket(data, family):
+    """``data`` padded to its shape bucket (:mod:`mlejax._buckets`); ``v = 1``
+    on the padding rows."""
+    n = data.X.shape[0]
+    n_to = _buckets.bucket_size(n)
+    padded = _buckets.pad_rows(*data[:5], family, n_to)
+    v = data.var_weights
+    if v is not None and n_to > n:
+        v = jnp.asarray(np.concatenate([np.asarray(v), np.ones(n_to - n, v.dtype)]))
+    return type(data)(*padded, v)
 
 
 DISPERSIONS = ("mle", "pearson")

@@ -35,28 +35,9 @@ __all__ = ["fit", "ols", "fit_likelihood"]
 QUICK_COMPILE_SIZE = 1 << 17
 
 
-def _fit_core(
-    X,
-    y,
-    weights,
-    offset,
-    trials,
-    var_weights,
-    pearson,
-    tol,
-    groups,
-    *,
-    family,
-    solver,
-    max_iter,
-    traced,
-    cov,
-):
-    raw = GLMData(X, y, weights, offset, trials, var_weights)
-    if var_weights is not None:  # precision 0: the row is left out (as R's glm)
-        weights = jnp.where(var_weights > 0, weights, 0.0)
-        var_weights = jnp.where(var_weights > 0, var_weights, 1.0)
-    data = GLMData(X, y, weights, offset, trials, var_weights)
+def _fit_core(data, pearson, tol, groups, *, family, solver, max_iter, traced, cov):
+    raw, data = data, _prepare.mask_zero_precision(data)
+    X, weights = data.X, data.weights
     eng, solver_name = engines.run(family, data, solver, tol, max_iter)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
@@ -108,39 +89,11 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(9, 10, 11, 12))
-def _fit_traced(
-    X,
-    y,
-    weights,
-    offset,
-    trials,
-    var_weights,
-    pearson,
-    tol,
-    groups,
-    family,
-    solver,
-    max_iter,
-    cov,
-):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6, 7))
+def _fit_traced(data, pearson, tol, groups, family, solver, max_iter, cov):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
-    return _fit_jit(
-        X,
-        y,
-        weights,
-        offset,
-        trials,
-        var_weights,
-        pearson,
-        tol,
-        groups,
-        family=family,
-        solver=solver,
-        max_iter=max_iter,
-        traced=True,
-        cov=cov,
-    )
+    st = dict(family=family, solver=solver, max_iter=max_iter, cov=cov)
+    return _fit_jit(data, pearson, tol, groups, traced=True, **st)
 
 
 @_fit_traced.defjvp
@@ -183,22 +136,13 @@ def fit(
       weights: frequency weights ``(n,)`` (same as replicating rows).
       offset: added to eta, e.g. ``log(exposure)``.
       trials: Binomial numbers of trials.
-      exposure: positive ``(n,)``; adds ``log(exposure)`` to the offset (log
-        link only: otherwise pass ``offset=``).
-      var_weights: precision (prior) weights ``(n,)``, as R's ``glm(weights=)``
-        and statsmodels' ``GLM(var_weights=)``: Gaussian ``y_i ~ N(mu_i,
-        scale^2 / v_i)``, Gamma shape ``shape * v_i`` (dispersion ``phi /
-        v_i``); Poisson, Bernoulli, Binomial, Categorical: ``v_i log p_i``.
-        ``nobs`` and ``df_resid`` count rows (frequency weights), not ``v``;
-        a row with ``v_i = 0`` is left out. NegativeBinomial, StudentT,
-        Laplace: not supported (ValueError). See docs/weights.md.
-      dispersion: the dispersion ``phi`` in the model-based covariance of the
-        families that estimate one (Gaussian, Gamma): ``"pearson"`` (R's
-        ``summary.glm``: ``sum(v (y - mu)**2 / V(mu)) / df_resid``; Wald
-        statistics then use the t with ``df_resid``) or ``"mle"`` (the
-        fitted ``scale**2`` or ``1 / shape``). Default ``None``: Gaussian
-        ``"pearson"`` (the OLS convention), Gamma ``"mle"``. ``extra`` stays
-        the MLE; ``res.dispersion`` holds the value used.
+      exposure: adds ``log(exposure)`` to the offset (log link only).
+      var_weights: precision weights ``(n,)`` (R's ``glm(weights=)``):
+        Gaussian ``N(mu, scale^2/v)``, Gamma shape ``shape*v``; Poisson,
+        Bernoulli, Binomial, Categorical ``v log p``. docs/weights.md.
+      dispersion: Gaussian/Gamma covariance with ``"pearson"`` (R's
+        ``summary.glm``) or ``"mle"`` dispersion; default: Gaussian
+        ``"pearson"`` (OLS), Gamma ``"mle"``. ``res.dispersion``.
       tol: Newton: relative step ``max|d_i|/(1+|theta_i|)``; L-BFGS/Optax: gradient.
       max_iter: iteration cap (static).
       buckets: pad ``n`` up to the next shape bucket (``m * 2**e``, ``m`` in
@@ -231,76 +175,51 @@ def fit(
     _prepare.check_tol_max_iter(tol, max_iter)
     if not isinstance(buckets, bool | np.bool_):
         raise TypeError(f"buckets must be True or False; got {buckets!r}.")
-    dispersion = _prepare.check_dispersion(dispersion, family)
-    exposure = _prepare.align_index("exposure", exposure, X)
-    var_weights = _prepare.align_index("var_weights", var_weights, X)
+    dispersion, X0 = _prepare.check_dispersion(dispersion, family), X
     X, y, weights, offset, trials, names = _prepare.prepare(
         X, y, family, weights, offset, trials
     )
-    offset = _prepare.prepare_exposure(family, exposure, offset, X)
-    var_weights = _prepare.prepare_var_weights(family, var_weights, X)
+    offset, var_weights = _prepare.prepare_rows(
+        family, X0, X, offset, exposure, var_weights
+    )
     _prepare.check_cov_type(cov_type, family.smooth)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
-    data = (X, y, weights, offset, trials, var_weights)
+    data = GLMData(X, y, weights, offset, trials, var_weights)
     # a data flag, not static: both conventions share one compiled fit
     pearson = np.asarray(dispersion == "pearson")
     if _prepare.is_traced(*data, tol, groups):  # _fit_core checks and masks v
         res, r_eq = _fit_traced(
-            *data, pearson, tol, groups, family, solver, max_iter, cov
+            data, pearson, tol, groups, family, solver, max_iter, cov
         )
         return res.replace(names=names, dispersion_method=dispersion)
-    if var_weights is not None:  # precision 0: the row is left out (as R's glm)
-        v = np.asarray(var_weights)
-        if (v == 0).any():
-            weights = jnp.asarray(np.where(v > 0, np.asarray(weights), 0.0))
-            var_weights = jnp.asarray(np.where(v > 0, v, 1.0))
-            data = (X, y, weights, offset, trials, var_weights)
+    data = _prepare.mask_zero_precision(data)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
-        n_to = _buckets.bucket_size(X.shape[0])
-        padded = _buckets.pad_rows(*data[:5], family, n_to)
-        if var_weights is not None and n_to > X.shape[0]:  # padding rows: v = 1
-            tail = np.ones(n_to - X.shape[0], np.asarray(var_weights).dtype)
-            var_weights = jnp.asarray(np.concatenate([np.asarray(var_weights), tail]))
-        data = (*padded, var_weights)
+        data = _prepare.pad_bucket(data, family)
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
-    res, r_eq = compiled(
-        *data,
-        pearson,
-        tol,
-        None,
-        family=family,
-        solver=solver,
-        max_iter=max_iter,
-        traced=False,
-        cov=("nonrobust", None),
-    )
-    res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
+    st = dict(family=family, solver=solver, max_iter=max_iter, cov=("nonrobust", None))
+    res, r_eq = compiled(data, pearson, tol, None, traced=False, **st)
+    res = inference.finish_jit(res, data, groups, family, cov).replace(
         names=names, dispersion_method=dispersion
     )
     if r_eq is not None:
         cols = linalg.collinear_columns(r_eq, names)
         if cols is not None:
             raise linalg.rank_error(cols, X.shape[1])
-    return diagnostics.post_check(res, X, y, family, weights, trials, names)
+    w = data.weights[: X.shape[0]]  # precision-0 rows out, no padding
+    return diagnostics.post_check(res, X, y, family, w, trials, names)
 
 
-def ols(
-    X: ArrayLike,
-    y: ArrayLike,
-    weights: ArrayLike | None = None,
-    var_weights: ArrayLike | None = None,
-) -> FitResult:
+def ols(X: ArrayLike, y: ArrayLike, weights=None, var_weights=None) -> FitResult:
     """Least squares to near the float64 limit (see :mod:`mlejax.linalg`).
 
     Same ``FitResult`` fields as ``fit(X, y, Gaussian())``: ``stderr`` uses
     ``sigma^2 = RSS / (n - p)``, ``extra["scale"]`` is the MLE ``sqrt(RSS / n)``.
-    ``weights``: frequency weights (``n = sum(weights)``); ``var_weights``:
-    precision weights, ``y_i ~ N(mu_i, sigma^2 / v_i)`` (weighted least
-    squares, R's ``lm(weights=)``: ``RSS = sum(v r^2)``).
+    ``weights``: frequency weights; ``var_weights``: precision weights
+    (weighted least squares, R's ``lm(weights=)``).
 
     >>> import numpy as np, mlejax as mj
     >>> X = mj.add_constant(np.arange(5.0))
