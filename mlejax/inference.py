@@ -384,7 +384,12 @@ def apply_dispersion(family, data, beta, extra, cov, stderr, pearson):
         return cov, stderr, None
     phi_p = pearson_dispersion(family, data, beta, extra)
     phi_m = family.deviance_scale(**extra)
-    current = phi_p if family.ols_convention else phi_m
     phi = jnp.where(pearson, phi_p, phi_m)
-    f = phi / current  # exactly 1 for the engine's own convention
+    # the factor from the engine's convention, without forming phi / phi
+    # (scale**2 under- or overflows for y ~ 1e-160 or 1e160)
+    if family.ols_convention:
+        w = data.weights
+        f = jnp.where(pearson, 1.0, 1.0 - beta.size / jnp.sum(w))
+    else:
+        f = jnp.where(pearson, phi_p / phi_m, 1.0)
     return cov * f, stderr * jnp.sqrt(f), phi
