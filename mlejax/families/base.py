@@ -57,7 +57,9 @@ class Family:
     Class-level flags: ``convex`` (the NLL is convex in the coefficients:
     Newton needs no safeguard), ``smooth``, ``newton_engine`` (``"newton"``;
     ``"lstsq"`` for Gaussian's closed form; ``"lad"`` for Laplace's exact LAD),
-    ``ols_convention`` (Gaussian: ``stderr`` from ``RSS / (n - p)``).
+    ``ols_convention`` (Gaussian: ``stderr`` from ``RSS / (n - p)``);
+    precision weights and dispersion: ``var_weights_mode``,
+    ``precision_extra``, ``variance_power`` (docs/weights.md).
     """
 
     loss_name: ClassVar[str | None] = None
