@@ -21,18 +21,22 @@ __all__ = ["post_check", "separating_columns", "input_ok"]
 def input_ok(family, data) -> object:
     """Traced: the data a host check would have accepted (for jit/vmap input).
 
-    Offset and weights finite, weights non-negative with at least as many
+    Offset, weights and precision weights finite, both weights non-negative,
+    with at least as many
     positive-weight rows as parameters,
     and every positive-weight ``y`` in the family's support. O(n), no pass over
     ``X``: a non-finite ``X`` makes the score non-finite, which every engine
     reports (``NON_FINITE``).
     """
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
     kw = {} if trials is None else {"trials": trials}
     ok = jnp.all(jnp.isfinite(offset))
     ok = ok & jnp.all(jnp.isfinite(w) & (w >= 0)) & (jnp.sum(w) > 0)
     k = X.shape[1] * family.eta_dim + len(family.extra_names)
     ok = ok & (jnp.sum(w > 0) >= k)  # identifiable: enough positive-weight rows
+    v = getattr(data, "var_weights", None)
+    if v is not None:  # precision weights: finite, non-negative, some positive
+        ok = ok & jnp.all(jnp.isfinite(v) & (v >= 0)) & jnp.any(v > 0)
     return ok & jnp.all(jnp.where(w > 0, family.in_support(y, **kw), True))
 
 

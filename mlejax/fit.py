@@ -36,25 +36,29 @@ __all__ = ["fit", "ols", "fit_likelihood"]
 QUICK_COMPILE_SIZE = 1 << 17
 
 
-def _fit_core(*args, family, solver, max_iter, traced, cov):  # + penalty, theta0
-    X, y, weights, offset, trials, tol, groups, *pen = args
-    data = GLMData(X, y, weights, offset, trials)
+def _fit_core(data, pearson, tol, groups, *pen, family, solver, max_iter, traced, cov):
+    # pen: (penalty,) or (penalty, theta0) for a warm start (mj.fit_path)
+    raw, data = data, _prepare.mask_zero_precision(data)
+    X, weights = data.X, data.weights
     eng, solver_name = engines.run(family, data, solver, tol, max_iter, *pen)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
-        ok = diagnostics.input_ok(family, data)
+        ok = diagnostics.input_ok(family, raw)
         status = jnp.where(ok, status, int(Status.INVALID_INPUT))
         converged = converged & ok
     nobs = jnp.sum(weights)
     k = X.shape[1] * family.eta_dim + len(family.extra_names)
     aic, bic = inference.information_criteria(eng.loglik, k, nobs)
     dev, null_dev = inference.deviances(family, data, eng.params, eng.extra, eng.loglik)
+    cov_b, se_b, phi = inference.apply_dispersion(
+        family, data, eng.params, eng.extra, eng.cov, eng.stderr, pearson
+    )
     res = FitResult(
         params=eng.params,
         extra=eng.extra,
         extra_stderr=eng.extra_stderr,
-        stderr=eng.stderr,
-        cov=eng.cov,
+        stderr=se_b,
+        cov=cov_b,
         loglik=eng.loglik,
         n_iter=eng.n_iter,
         converged=converged,
@@ -68,6 +72,7 @@ def _fit_core(*args, family, solver, max_iter, traced, cov):  # + penalty, theta
         family_obj=family,
         deviance=dev,
         null_deviance=null_dev,
+        dispersion=phi,
         objective=eng.objective,
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
@@ -87,26 +92,11 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9, 10, 11))
-def _fit_traced(
-    X, y, weights, offset, trials, tol, groups, penalty, family, solver, max_iter, cov
-):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
+def _fit_traced(data, pearson, tol, groups, penalty, family, solver, max_iter, cov):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
-    return _fit_jit(
-        X,
-        y,
-        weights,
-        offset,
-        trials,
-        tol,
-        groups,
-        penalty,
-        family=family,
-        solver=solver,
-        max_iter=max_iter,
-        traced=True,
-        cov=cov,
-    )
+    st = dict(family=family, solver=solver, max_iter=max_iter, cov=cov)
+    return _fit_jit(data, pearson, tol, groups, penalty, traced=True, **st)
 
 
 @_fit_traced.defjvp
@@ -123,6 +113,9 @@ def fit(
     weights: ArrayLike | None = None,
     offset: ArrayLike | None = None,
     trials: ArrayLike | None = None,
+    exposure: ArrayLike | None = None,
+    var_weights: ArrayLike | None = None,
+    dispersion: str | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
     buckets: bool = False,
@@ -147,6 +140,13 @@ def fit(
       weights: frequency weights ``(n,)`` (same as replicating rows).
       offset: added to eta, e.g. ``log(exposure)``.
       trials: Binomial numbers of trials.
+      exposure: adds ``log(exposure)`` to the offset (log link only).
+      var_weights: precision weights ``(n,)`` (R's ``glm(weights=)``):
+        Gaussian ``N(mu, scale^2/v)``, Gamma shape ``shape*v``; Poisson,
+        Bernoulli, Binomial, Categorical ``v log p``. docs/weights.md.
+      dispersion: Gaussian/Gamma covariance with ``"pearson"`` (R's
+        ``summary.glm``) or ``"mle"`` dispersion; default: Gaussian
+        ``"pearson"`` (OLS), Gamma ``"mle"``. ``res.dispersion``.
       tol: Newton: relative step ``max|d_i|/(1+|theta_i|)``; L-BFGS/Optax: gradient.
       max_iter: iteration cap (static).
       buckets: pad ``n`` up to the next shape bucket (``m * 2**e``, ``m`` in
@@ -182,56 +182,59 @@ def fit(
     _prepare.check_tol_max_iter(tol, max_iter)
     if not isinstance(buckets, bool | np.bool_):
         raise TypeError(f"buckets must be True or False; got {buckets!r}.")
+    dispersion, X0 = _prepare.check_dispersion(dispersion, family), X
     X, y, weights, offset, trials, names = _prepare.prepare(
         X, y, family, weights, offset, trials
+    )
+    offset, var_weights = _prepare.prepare_rows(
+        family, X0, X, offset, exposure, var_weights
     )
     _prepare.check_cov_type(cov_type, family.smooth)
     check_penalty(penalty, solver, p=X.shape[1], family=family, cov_type=cov_type)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
-    data = (X, y, weights, offset, trials)
-    args = (*data, tol, groups, penalty)
-    if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
-        res, r_eq = _fit_traced(*args, family, solver, max_iter, cov)
-        return res.replace(names=names)
+    data = GLMData(X, y, weights, offset, trials, var_weights)
+    # a data flag, not static: both conventions share one compiled fit
+    pearson = np.asarray(dispersion == "pearson")
+    leaves = jax.tree_util.tree_leaves((data, tol, groups, penalty))
+    if _prepare.is_traced(*leaves):  # _fit_core checks and masks v
+        res, r_eq = _fit_traced(
+            data, pearson, tol, groups, penalty, family, solver, max_iter, cov
+        )
+        return res.replace(names=names, dispersion_method=dispersion)
+    data = _prepare.mask_zero_precision(data)
     # (a penalty is not invariant to rescaling a column: no scaling with one)
     scale = _scaling.column_scales(X) if penalty is None else None
     if scale is not None:  # exact: powers of two; undone on the result below
         X = X * scale[None, :]
-        data = (X, *data[1:])
+        data = data._replace(X=X)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
-        data = _buckets.pad_rows(*data, family, _buckets.bucket_size(X.shape[0]))
+        data = _prepare.pad_bucket(data, family)
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
-    res, r_eq = compiled(
-        *data,
-        tol,
-        None,
-        penalty,
-        family=family,
-        solver=solver,
-        max_iter=max_iter,
-        traced=False,
-        cov=("nonrobust", None),
-    )
-    res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
-        names=names
+    st = dict(family=family, solver=solver, max_iter=max_iter, cov=("nonrobust", None))
+    res, r_eq = compiled(data, pearson, tol, None, penalty, traced=False, **st)
+    res = inference.finish_jit(res, data, groups, family, cov).replace(
+        names=names, dispersion_method=dispersion
     )
     if r_eq is not None:
         cols = linalg.collinear_columns(r_eq, names)
         if cols is not None:
             raise linalg.rank_error(cols, X.shape[1])
-    res = diagnostics.post_check(res, X, y, family, weights, trials, names)
+    w = data.weights[: X.shape[0]]  # precision-0 rows out, no padding
+    res = diagnostics.post_check(res, X, y, family, w, trials, names)
     return res if scale is None else _scaling.unscale(res, scale)
 
 
-def ols(X: ArrayLike, y: ArrayLike) -> FitResult:
+def ols(X: ArrayLike, y: ArrayLike, weights=None, var_weights=None) -> FitResult:
     """Least squares to near the float64 limit (see :mod:`mlejax.linalg`).
 
     Same ``FitResult`` fields as ``fit(X, y, Gaussian())``: ``stderr`` uses
     ``sigma^2 = RSS / (n - p)``, ``extra["scale"]`` is the MLE ``sqrt(RSS / n)``.
+    ``weights``: frequency weights; ``var_weights``: precision weights
+    (weighted least squares, R's ``lm(weights=)``).
 
     >>> import numpy as np, mlejax as mj
     >>> X = mj.add_constant(np.arange(5.0))
@@ -239,7 +242,7 @@ def ols(X: ArrayLike, y: ArrayLike) -> FitResult:
     >>> [round(float(b), 12) for b in mj.ols(X, y).params]  # by hand: 1.02, 1.99
     [1.02, 1.99]
     """
-    return fit(X, y, Gaussian())
+    return fit(X, y, Gaussian(), weights=weights, var_weights=var_weights)
 
 
 class _CallableModule(types.ModuleType):

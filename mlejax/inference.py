@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mlejax.objective import row_extras, split_var_weights
+
 
 class Inference(NamedTuple):
     cov: jax.Array  # covariance of the coefficients (nb x nb)
@@ -133,17 +135,22 @@ def cluster_codes(groups, bounds):
     return (c1, c2, dense(pair, bounds[2]))
 
 
-def glm_row_derivs(family, y, eta, extra: dict, trials, hess: bool = True):
+def glm_row_derivs(family, y, eta, extra: dict, trials, hess: bool = True, v=None):
     """Per-row gradient ``(n, m+q)`` (and Hessian) of ``-log p`` in ``(eta, extras)``.
 
     Extras on their natural scale; exact (autodiff of ``log_prob_rows``).
+    ``v``: precision weights (``var_weights``): a row's ``-log p`` is the
+    precision-weighted one (``v log p``, or dispersion ``phi / v``).
     """
     m, names = family.eta_dim, family.extra_names
     axis = family.eta_has_axis
     q = len(names)
+    scale_rows = v is not None and family.var_weights_mode == "loglik"
+    v_rows = None if v is None or scale_rows else v
 
-    def row_nll(z, yi, ti):
+    def row_nll(z, yi, ti, vi):
         kw = dict(zip(names, [z[m + j] for j in range(q)], strict=True))
+        kw = row_extras(family, kw, None if v_rows is None else vi)
         if trials is not None:
             kw["trials"] = ti
         return -family.log_prob_rows(yi, z[:m] if axis else z[0], **kw)
@@ -156,21 +163,26 @@ def glm_row_derivs(family, y, eta, extra: dict, trials, hess: bool = True):
         else jnp.concatenate([eta2, jnp.broadcast_to(ex, (eta2.shape[0], q))], 1)
     )
     t = trials if trials is not None else jnp.zeros_like(y)
-    g = jax.vmap(jax.grad(row_nll))(z, y, t)
+    vv = v_rows if v_rows is not None else jnp.ones_like(y)
+    g = jax.vmap(jax.grad(row_nll))(z, y, t, vv)
+    if scale_rows:
+        g = g * v[:, None]
     if not hess:
         return g, None
-    return g, jax.vmap(jax.hessian(row_nll))(z, y, t)
+    h = jax.vmap(jax.hessian(row_nll))(z, y, t, vv)
+    return g, (h * v[:, None, None] if scale_rows else h)
 
 
-def glm_scores_information(family, X, y, w, eta, extra, trials):
+def glm_scores_information(family, X, y, w, eta, extra, trials, v=None):
     """Per-row scores ``(n, nb+q)`` of ``log p`` and the observed information.
 
     Over the natural parameters ``[vec(beta) (row-major), extras]``, the
     order of ``res.cov`` and ``extra_stderr``. Zero-weight rows count nothing.
+    ``w`` frequency weights, ``v`` precision weights (in each row's score).
     """
     n, p = X.shape
     m = family.eta_dim
-    g, h = glm_row_derivs(family, y, eta, extra, trials)
+    g, h = glm_row_derivs(family, y, eta, extra, trials, v=v)
     keep = w > 0
     g = jnp.where(keep[:, None], g, 0.0)
     h = jnp.where(keep[:, None, None], h, 0.0)
@@ -188,10 +200,10 @@ def glm_scores_information(family, X, y, w, eta, extra, trials):
 
 def robust_glm(family, data, beta, extra, cov_type, groups, bounds):
     """``(cov, stderr, extra_stderr, n_groups)`` of a GLM fit, robust ``cov_type``."""
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials, v = data
     axis = family.eta_has_axis
     eta = X @ beta + (offset[:, None] if axis else offset)
-    S, H = glm_scores_information(family, X, y, w, eta, extra, trials)
+    S, H = glm_scores_information(family, X, y, w, eta, extra, trials, v)
     nb = beta.size
     codes = cluster_codes(groups, bounds) if cov_type == "cluster" else None
     cov, n_groups = sandwich(H, S, w, cov_type, codes, jnp.sum(w), nb)
@@ -245,8 +257,9 @@ def deviances(family, data, beta, extra, loglik=None):
     scalar Newton, the extras held at the fitted values), the offset alone
     otherwise.
     """
-    X, y, w, offset, trials = data
-    kw = dict(extra)
+    X, y, w, offset, trials = data[:5]
+    w, v_rows = split_var_weights(family, w, data.var_weights)
+    kw = row_extras(family, dict(extra), v_rows)
     if trials is not None:
         kw["trials"] = trials
     sat = None if family.eta_has_axis else family.saturated_log_prob(y, **kw)
@@ -278,7 +291,8 @@ def deviances(family, data, beta, extra, loglik=None):
     # start at the exact answer without offset, link(weighted mean of y)
     # (exponential families, any link): the loop then stops after a step
     data_kw = {} if trials is None else {"trials": trials}
-    c0 = family.link(family.null_mean(y, w, **data_kw))
+    w_mean = w if v_rows is None else w * v_rows  # the precision-weighted mean
+    c0 = family.link(family.null_mean(y, w_mean, **data_kw))
     if c0 is None:
         c0 = jnp.zeros((), X.dtype)
     mean_off = jnp.sum(jnp.where(pos, w * offset, 0.0)) / jnp.sum(w)
@@ -331,3 +345,51 @@ def finish_jit(res, data, groups, family, cov):
     if cov[0] != "nonrobust":
         kw = _robust_jit(family, data, res.params, res.extra, cov, groups)
     return res.replace(cov_type=cov[0], **kw)
+
+
+# ----------------------------------------------------------------------------
+# Dispersion convention of the model-based covariance (dispersion=)
+# ----------------------------------------------------------------------------
+def pearson_dispersion(family, data, beta, extra):
+    """R's Pearson dispersion ``sum(w v (y - mu)**2 / V(mu)) / (n - k)``.
+
+    ``w`` frequency weights (``n = sum w``), ``v`` precision weights, ``k``
+    coefficients: ``summary(glm)$dispersion``.
+    """
+    X, y, w, offset, trials, v = data
+    df = jnp.sum(w) - beta.size
+    if family.ols_convention:  # at the MLE of the scale: RSS / (n - k), no pass over X
+        return family.deviance_scale(**extra) * jnp.sum(w) / df
+    mu = family.mean(X @ beta + offset)
+    r2 = (y - mu) ** 2 / family.variance(mu)
+    if v is not None:
+        r2 = v * r2
+    return jnp.sum(jnp.where(w > 0, w * r2, 0.0)) / df
+
+
+def apply_dispersion(family, data, beta, extra, cov, stderr, pearson):
+    """``(cov, stderr, phi)`` with the dispersion ``phi`` of the convention.
+
+    ``pearson`` (a traced bool): R's Pearson dispersion, else the MLE
+    (``deviance_scale`` of the fitted extras); families without an estimated
+    dispersion (no ``variance``): unchanged, ``phi`` None. The coefficient
+    block of the information of an exponential-dispersion family is
+    proportional to ``1 / phi`` and, at the MLE, orthogonal to the
+    dispersion parameter, so the covariance the engine computed (with the
+    MLE, or with Pearson's for the OLS convention) is rescaled exactly
+    (by 1 where the convention is the engine's own); the extras' standard
+    errors stay the MLE's.
+    """
+    if not family.has_dispersion:
+        return cov, stderr, None
+    phi_p = pearson_dispersion(family, data, beta, extra)
+    phi_m = family.deviance_scale(**extra)
+    phi = jnp.where(pearson, phi_p, phi_m)
+    # the factor from the engine's convention, without forming phi / phi
+    # (scale**2 under- or overflows for y ~ 1e-160 or 1e160)
+    if family.ols_convention:
+        w = data.weights
+        f = jnp.where(pearson, 1.0, 1.0 - beta.size / jnp.sum(w))
+    else:
+        f = jnp.where(pearson, phi_p / phi_m, 1.0)
+    return cov * f, stderr * jnp.sqrt(f), phi

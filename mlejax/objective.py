@@ -24,6 +24,27 @@ class GLMData(NamedTuple):
     weights: jax.Array  # (n,)
     offset: jax.Array  # (n,)
     trials: jax.Array | None  # (n,) Binomial only
+    #: (n,) precision weights (``var_weights=``), None: all 1
+    var_weights: jax.Array | None = None
+
+
+def split_var_weights(family, w, v):
+    """``(w, v_rows)``: the weights the NLL sums with, and per-row precisions.
+
+    ``"loglik"`` families (``log p`` times ``v``): ``v`` folds into the sum's
+    weights (exact for the NLL and its derivatives), ``v_rows`` is None.
+    ``"dispersion"`` families keep ``v`` per row (:func:`row_extras`).
+    """
+    if v is None:
+        return w, None
+    if family.var_weights_mode == "loglik":
+        return w * v, None
+    return w, v
+
+
+def row_extras(family, extra: dict, v) -> dict:
+    """The extras of rows with precision weights ``v`` (``v`` None: ``extra``)."""
+    return extra if v is None else family.precision_extras(v, **extra)
 
 
 def n_params(family, p: int) -> tuple[int, int, int]:
@@ -71,11 +92,13 @@ def make_glm(family, data: GLMData) -> GLMObjective:
     has. ``eta`` is returned too, so a line search along ``d`` costs one
     product ``X d`` and elementwise work only.
     """
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
+    w, v_rows = split_var_weights(family, w, data.var_weights)
     n, p = X.shape
     m, nb, q = n_params(family, p)
     names = family.extra_names
     t_all = trials if trials is not None else jnp.zeros_like(y)
+    v_all = v_rows if v_rows is not None else jnp.ones_like(y)
     axis = family.eta_has_axis
 
     def extras(u):
@@ -93,8 +116,8 @@ def make_glm(family, data: GLMData) -> GLMObjective:
     def eta_of(theta):
         return lin(theta[:nb]) + (offset[:, None] if axis else offset)
 
-    def nll_rows(eta, u, yy, tt):
-        kw = extras(u)
+    def nll_rows(eta, u, yy, tt, vv):
+        kw = row_extras(family, extras(u), None if v_rows is None else vv)
         if trials is not None:
             kw["trials"] = tt
         return -family.log_prob_rows(yy, eta, **kw)
@@ -109,9 +132,9 @@ def make_glm(family, data: GLMData) -> GLMObjective:
     def value_at(eta, theta):
         # zero-weight rows (padding, masked rows) count exactly nothing
         if const_rows is None:
-            rows = nll_rows(eta, theta[nb:], y, t_all)
+            rows = nll_rows(eta, theta[nb:], y, t_all, v_all)
             return jnp.sum(jnp.where(w > 0, w * rows, 0.0))
-        kw = extras(theta[nb:])
+        kw = row_extras(family, extras(theta[nb:]), v_rows)
         if trials is not None:
             kw["trials"] = t_all
         rows = family.log_prob_kernel(y, eta, **kw)
@@ -120,11 +143,11 @@ def make_glm(family, data: GLMData) -> GLMObjective:
     def value(theta):
         return value_at(eta_of(theta), theta)
 
-    def row_nll(z, yi, ti):
+    def row_nll(z, yi, ti, vi):
         eta_i = z[:m] if axis else z[0]
-        return nll_rows(eta_i, z[m:], yi, ti)
+        return nll_rows(eta_i, z[m:], yi, ti, vi)
 
-    def row_derivs(eta, theta, yb, tb):
+    def row_derivs(eta, theta, yb, tb, vb):
         """Per-row gradient ``(r, m+q)`` and Hessian ``(r, m+q, m+q)`` of -log p."""
         if not q and not axis:  # canonical links: closed form (None: autodiff)
             kw = {"trials": tb} if trials is not None else {}
@@ -135,12 +158,12 @@ def make_glm(family, data: GLMData) -> GLMObjective:
         eta2 = eta if axis else eta[:, None]
         z = jnp.concatenate([eta2, jnp.broadcast_to(theta[nb:], (eta2.shape[0], q))], 1)
         gh = jax.vmap(
-            lambda z, yi, ti: (
-                jax.grad(row_nll)(z, yi, ti),
-                jax.hessian(row_nll)(z, yi, ti),
+            lambda z, yi, ti, vi: (
+                jax.grad(row_nll)(z, yi, ti, vi),
+                jax.hessian(row_nll)(z, yi, ti, vi),
             )
         )
-        return gh(z, yb, tb)
+        return gh(z, yb, tb, vb)
 
     def assemble(g_b, g_u, H_bb, H_bu, H_uu):
         g = jnp.concatenate([g_b, g_u])
@@ -148,20 +171,20 @@ def make_glm(family, data: GLMData) -> GLMObjective:
             return g, None
         return g, jnp.block([[H_bb, H_bu], [H_bu.T, H_uu]])
 
-    def expected_rows(eta, theta, yb, tb):
+    def expected_rows(eta, theta, yb, tb, vb):
         """Per-row expected Hessian in ``(eta, u = log extra)`` (score: observed)."""
         eta2 = eta if axis else eta[:, None]
-        gi, _ = row_derivs(eta, theta, yb, tb)
+        gi, _ = row_derivs(eta, theta, yb, tb, vb)
         e = jnp.exp(theta[nb:])
         Hn = family.expected_nll_hessian(eta2 if axis else eta, **extras(theta[nb:]))
         J = jnp.concatenate([jnp.ones(m, e.dtype), e])  # d natural / d u
         return gi, Hn * J[None, :, None] * J[None, None, :]
 
-    def block(xb, yb, wb, ob, tb, theta, hess, expected=False):
+    def block(xb, yb, wb, ob, tb, vb, theta, hess, expected=False):
         beta = beta_of(theta)
         eta = xb @ beta + (ob[:, None] if axis else ob)
         derivs = expected_rows if expected else row_derivs
-        gi, Hi = derivs(eta, theta, yb, tb)
+        gi, Hi = derivs(eta, theta, yb, tb, vb)
         # zero-weight rows count nothing, even where their derivatives are not finite
         gi = jnp.where(wb[:, None] > 0, gi, 0.0)
         Hi = jnp.where(wb[:, None, None] > 0, Hi, 0.0)
@@ -184,7 +207,7 @@ def make_glm(family, data: GLMData) -> GLMObjective:
 
     def evaluate(theta, hess: bool, expected: bool = False):
         if n < 2 * BLOCK:
-            return block(X, y, w, offset, t_all, theta, hess, expected)
+            return block(X, y, w, offset, t_all, v_all, theta, hess, expected)
         # ceil(n / BLOCK) blocks; the last one is clamped to end at row n and
         # masks the rows the previous block already counted (one block body).
         n_blocks = -(-n // BLOCK)
@@ -197,7 +220,15 @@ def make_glm(family, data: GLMData) -> GLMObjective:
             sl = lambda a: jax.lax.dynamic_slice_in_dim(a, start, BLOCK)  # noqa: E731
             wb = jnp.where(start + rows >= i * BLOCK, sl(w), 0.0)
             gb, Hb, eb = block(
-                sl(X), sl(y), wb, sl(offset), sl(t_all), theta, hess, expected
+                sl(X),
+                sl(y),
+                wb,
+                sl(offset),
+                sl(t_all),
+                sl(v_all),
+                theta,
+                hess,
+                expected,
             )
             eta = jax.lax.dynamic_update_slice_in_dim(eta, eb, start, 0)
             return g + gb, (H + Hb) if hess else H, eta

@@ -21,6 +21,7 @@ def _path_core(
     X, y, weights, offset, trials, tol, penalty, alphas, *, family, solver, max_iter
 ):
     data = GLMData(X, y, weights, offset, trials)
+    pearson = jnp.asarray(_prepare.check_dispersion(None, family) == "pearson")
     p = X.shape[1]
     nb = p * family.eta_dim
     start = glm.start_values(family, data, p)
@@ -30,11 +31,8 @@ def _path_core(
 
     def step(theta, a):
         res, _ = _fit_core(
-            X,
-            y,
-            weights,
-            offset,
-            trials,
+            data,
+            pearson,
             tol,
             None,
             penalty.with_alpha(a),

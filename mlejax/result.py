@@ -33,6 +33,10 @@ class FitResult:
       family, solver, names: static descriptions (pytree metadata).
       objective: penalised fits only: the minimised ``-loglik + penalty``
         (``loglik`` stays the unpenalised log-likelihood at the MAP).
+      dispersion: the dispersion ``phi`` used in the model-based covariance
+        of the families that estimate one (Gaussian, Gamma; ``None`` for the
+        others); ``dispersion_method`` says which: ``"pearson"`` (R's
+        ``summary.glm``) or ``"mle"``.
     """
 
     params: object
@@ -59,6 +63,10 @@ class FitResult:
     #: penalised fits (``penalty=``): the minimised ``-loglik + penalty`` (the
     #: negative log posterior up to a constant); ``None`` for a plain MLE
     objective: jax.Array | None = None
+    #: the dispersion phi in the model-based covariance (Gaussian, Gamma), None
+    #: for families without one; ``dispersion_method``: "pearson" or "mle"
+    dispersion: jax.Array | None = None
+    dispersion_method: str = ""
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -143,9 +151,18 @@ class FitResult:
         cov_line += f"   Wald {'t' if use_t else 'z'} distribution" + (
             f" (df_resid {df:g})" if use_t else ""
         )
+        disp_lines = []
+        if self.dispersion_method and self.dispersion is not None:
+            how = {
+                "pearson": "Pearson: sum(v (y-mu)^2 / V(mu)) / df_resid",
+                "mle": "MLE: " + ("scale^2" if "scale" in self.extra else "1 / shape"),
+            }[self.dispersion_method]
+            phi = float(np.asarray(self.dispersion))
+            disp_lines.append(f"dispersion {phi:.6g} ({how})")
         lines = [
             f"{self.family} regression, solver {self.solver}",
             cov_line,
+            *disp_lines,
             f"nobs {float(np.asarray(self.nobs)):g}   loglik {float(np.asarray(self.loglik)):.6g}"
             f"   AIC {float(np.asarray(self.aic)):.6g}   BIC {float(np.asarray(self.bic)):.6g}",
             f"iterations {int(np.asarray(self.n_iter))}   converged "
@@ -197,7 +214,11 @@ class FitResult:
 
     @property
     def use_t(self) -> bool:
-        """Whether Wald statistics are Student t (Gaussian, as R/statsmodels OLS)."""
+        """Whether Wald statistics are Student t: an estimated Pearson dispersion
+        (Gaussian by default, as R/statsmodels OLS; Gamma with
+        ``dispersion="pearson"``, as R's ``summary.glm``)."""
+        if self.dispersion_method:
+            return self.dispersion_method == "pearson"
         return bool(getattr(self.family_obj, "ols_convention", False))
 
     @property
@@ -334,8 +355,16 @@ jax.tree_util.register_dataclass(
         "null_deviance",
         "n_groups",
         "objective",
+        "dispersion",
     ],
-    meta_fields=["family", "solver", "names", "cov_type", "family_obj"],
+    meta_fields=[
+        "family",
+        "solver",
+        "names",
+        "cov_type",
+        "family_obj",
+        "dispersion_method",
+    ],
 )
 
 import jax.flatten_util  # noqa: E402  (ravel_pytree, used in summary)

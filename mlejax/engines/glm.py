@@ -54,7 +54,9 @@ def _data_kw(trials) -> dict:
 
 def start_values(family, data: GLMData, p: int) -> jax.Array:
     """Starting ``theta``: a regression of the working response, log extras."""
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
+    if data.var_weights is not None:  # precision-weighted start
+        w = w * data.var_weights
     nb = p * family.eta_dim
     dtype = X.dtype
     z = family.working_response(y, **_data_kw(trials))
@@ -77,7 +79,7 @@ def separated(family, data: GLMData, obj, theta, tol=SEPARATION_TOL) -> jax.Arra
     """Whether some positive-weight row is predicted with probability ~1."""
     if not family.can_separate:
         return jnp.asarray(False)
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
     beta, extra = obj.unpack(theta)
     logp = family.log_prob_rows(y, obj.eta(theta), **extra, **_data_kw(trials))
     return jnp.any((w > 0) & (logp > -tol))
@@ -114,10 +116,15 @@ def subsample_start(family, data: GLMData, convex: bool, project):
     separated subsample says nothing about the full data); its own start
     values are returned then.
     """
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials, v = data
     k = X.shape[0] // SUBSAMPLE_ROWS
     sub = GLMData(
-        X[::k], y[::k], w[::k], offset[::k], None if trials is None else trials[::k]
+        X[::k],
+        y[::k],
+        w[::k],
+        offset[::k],
+        None if trials is None else trials[::k],
+        None if v is None else v[::k],
     )
     obj = objective.make_glm(family, sub)
     theta0 = start_values(family, sub, X.shape[1])  # a full-data one costs a Gram
@@ -135,7 +142,7 @@ def subsample_start(family, data: GLMData, convex: bool, project):
 
 def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     """Maximum likelihood over ``theta = [vec(beta), log(extra)]``."""
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
     obj = objective.make_glm(family, data)

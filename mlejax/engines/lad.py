@@ -32,7 +32,7 @@ def fit(family, data: GLMData, tol, max_iter: int) -> EngineResult:
     used (the end point is an exact vertex). scale ``b = sum_i w_i |r_i| /
     sum_i w_i`` (its MLE); ``cov = b^2 (X'WX)^{-1}``.
     """
-    X, y, w, offset, _ = data
+    X, y, w, offset, _ = data[:5]
     n, p = X.shape
     yo = y - offset
     dtype = X.dtype

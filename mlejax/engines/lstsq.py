@@ -13,9 +13,18 @@ from mlejax.status import Status
 
 
 def fit(family, data: GLMData) -> EngineResult:
-    """OLS convention: ``cov = RSS / (n - p) (X'WX)^-1``; ``scale`` the MLE."""
-    X, y, w, offset, _ = data
+    """OLS convention: ``cov = RSS / (n - p) (X'WX)^-1``; ``scale`` the MLE.
+
+    Precision weights ``v`` (``y_i ~ N(mu_i, scale^2 / v_i)``): weighted least
+    squares with ``W = w v`` (``w`` frequency weights, ``n = sum w``), as R's
+    ``lm(weights=)``; the log-likelihood gains ``sum(w log v) / 2``.
+    """
+    X, y, w, offset, _, v = data
     n, p = X.shape
+    nobs = jnp.sum(w)
+    if v is not None:
+        log_v = 0.5 * jnp.sum(jnp.where(w > 0, w * jnp.log(v), 0.0))
+        w = w * v
     sw = jnp.sqrt(w)
     # y is scaled by a power of two (exact) so that residuals of y ~ 1e-160 do
     # not underflow nor those of y ~ 1e160 overflow when squared
@@ -23,7 +32,6 @@ def fit(family, data: GLMData) -> EngineResult:
     _, e = jnp.frexp(jnp.where(jnp.isfinite(top) & (top > 0), top, 1.0))
     s = jnp.ldexp(jnp.ones((), X.dtype), e)
     parts = linalg.lstsq_core(X, (y - offset) / s, sw)
-    nobs = jnp.sum(w)
     # An exact fit leaves residuals at the rounding level of y: call that zero.
     tiny = (
         nobs * jnp.finfo(X.dtype).eps * jnp.max(jnp.abs(sw * (y - offset) / s))
@@ -39,6 +47,8 @@ def fit(family, data: GLMData) -> EngineResult:
         * (math.log(2 * math.pi) + jnp.log(rss / nobs) + 2 * jnp.log(s) + 1),
         jnp.inf,
     )
+    if v is not None:
+        loglik = loglik + log_v
     # exact fit: stderr 0 (cov is 0 up to rounding)
     stderr = jnp.where(sigma > 0, jnp.sqrt(s2 * jnp.diag(parts.xtx_inv)) * s, 0.0)
     # NaN/inf in X or y (possible only under the caller's jit/vmap), or a

@@ -81,7 +81,7 @@ def active_information(info, active):
 
 def fit(family, data: GLMData, solver, tol, max_iter: int, penalty, theta0=None):
     """MAP over ``theta = [vec(beta), log(extra)]``; an :class:`EngineResult`."""
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
     obj_ll = objective.make_glm(family, data)

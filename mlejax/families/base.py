@@ -57,7 +57,9 @@ class Family:
     Class-level flags: ``convex`` (the NLL is convex in the coefficients:
     Newton needs no safeguard), ``smooth``, ``newton_engine`` (``"newton"``;
     ``"lstsq"`` for Gaussian's closed form; ``"lad"`` for Laplace's exact LAD),
-    ``ols_convention`` (Gaussian: ``stderr`` from ``RSS / (n - p)``).
+    ``ols_convention`` (Gaussian: ``stderr`` from ``RSS / (n - p)``);
+    precision weights and dispersion: ``var_weights_mode``,
+    ``precision_extra``, ``variance_power`` (docs/weights.md).
     """
 
     loss_name: ClassVar[str | None] = None
@@ -73,6 +75,19 @@ class Family:
     can_separate: ClassVar[bool] = False
     newton_engine: ClassVar[str] = "newton"
     ols_convention: ClassVar[bool] = False
+    #: how precision weights ``var_weights=`` enter (see :meth:`precision_extras`):
+    #: ``"loglik"``: ``v * log p`` (no dispersion parameter: Poisson, Bernoulli,
+    #: Binomial, Categorical; statsmodels' GLM ``var_weights``); ``"dispersion"``:
+    #: the dispersion of row i is ``phi / v_i`` (Gaussian, Gamma; R's
+    #: ``glm(weights=)``); ``None``: not supported (a ValueError names the family)
+    var_weights_mode: ClassVar[str | None] = None
+    #: ``"dispersion"`` mode: ``(name, power)``: the extra ``name`` of a row
+    #: with precision weight ``v`` is ``extra * v**power`` (Gaussian
+    #: ``("scale", -0.5)``, Gamma ``("shape", 1)``)
+    precision_extra: ClassVar[tuple | None] = None
+    #: families with an estimated dispersion: ``V(mu) = mu**variance_power``
+    #: (Gaussian 0, Gamma 2), see :meth:`variance`
+    variance_power: ClassVar[int | None] = None
     #: set for subclasses that override ``log_prob`` itself (user families)
     _overrides_log_prob: ClassVar[bool] = False
 
@@ -298,6 +313,37 @@ class Family:
         for k in self.extra_names:
             _checks.require_positive(k, extra[k], self.name)
         self.check_y(y, **{k: extra[k] for k in self.data_names})
+
+    # -- optional: precision weights and dispersion (var_weights=, dispersion=) --
+    def precision_extras(self, v: jax.Array, **extra) -> dict:
+        """The extras of rows with precision weights ``v`` (``"dispersion"`` mode).
+
+        ``extra`` holds the fitted extras (scalars); the result maps the same
+        names to per-row values whose dispersion is ``phi / v`` (Gaussian:
+        ``scale / sqrt(v)``; Gamma: ``shape * v``), from ``precision_extra``.
+        """
+        name, power = self.precision_extra
+        return {**extra, name: extra[name] * v**power}
+
+    def variance(self, mu: jax.Array) -> jax.Array | None:
+        """The variance function ``V(mu)`` (``var y = phi V(mu) / v``), or ``None``.
+
+        Defined for the families with an estimated dispersion ``phi``
+        (``variance_power`` set, or this method overridden): Gaussian 1,
+        Gamma ``mu**2``. It gives the Pearson dispersion
+        ``sum(v (y - mu)**2 / V(mu)) / df_resid`` of ``dispersion="pearson"``;
+        :meth:`deviance_scale` gives the MLE of ``phi`` from the extras.
+        """
+        if self.variance_power is None:
+            return None
+        return mu**self.variance_power
+
+    @property
+    def has_dispersion(self) -> bool:
+        """Whether the family estimates a dispersion with a variance function."""
+        return self.variance_power is not None or (
+            type(self).variance is not Family.variance
+        )
 
     # -- optional: deviance (appended for the inference issue) -----------------
     def saturated_log_prob(self, y: jax.Array, **extra) -> jax.Array | None:

@@ -42,6 +42,9 @@ class Gaussian(Family):
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
     newton_engine: ClassVar[str] = "lstsq"
     ols_convention: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "dispersion"
+    precision_extra: ClassVar[tuple] = ("scale", -0.5)  # N(mu, scale^2 / v)
+    variance_power: ClassVar[int] = 0
 
     def _log_prob(self, y, eta, scale):
         z = (y - eta) / scale
@@ -74,6 +77,7 @@ class _Binary(Family):
     support: ClassVar[str] = "binary"
     convex: ClassVar[bool] = True
     can_separate: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "loglik"
 
     def mean(self, eta):
         return jax.nn.sigmoid(eta)
@@ -183,6 +187,7 @@ class Categorical(Family):
     eta_has_axis: ClassVar[bool] = True
     convex: ClassVar[bool] = True
     can_separate: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "loglik"
 
     def __post_init__(self):
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
@@ -256,6 +261,7 @@ class Poisson(_Counts):
 
     loss_name: ClassVar[str] = "poisson_nll"
     convex: ClassVar[bool] = True
+    var_weights_mode: ClassVar[str | None] = "loglik"
 
     def _log_prob(self, y, eta):
         return self.log_prob_kernel(y, eta) + self.log_prob_const(y)
@@ -385,6 +391,9 @@ class Gamma(Family):
 
     support: ClassVar[str] = "positive"
     extra_names: ClassVar[tuple[str, ...]] = ("shape",)
+    var_weights_mode: ClassVar[str | None] = "dispersion"
+    precision_extra: ClassVar[tuple] = ("shape", 1)  # variance mu^2 / (shape v)
+    variance_power: ClassVar[int] = 2
 
     def _log_prob(self, y, eta, shape):
         k = shape
