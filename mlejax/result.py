@@ -31,6 +31,9 @@ class FitResult:
       status: reason code, a :class:`mlejax.status.Status` (``reason`` in words).
       trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
       family, solver, names: static descriptions (pytree metadata).
+      model_spec: for ``mj.fit_formula``, the formula's encoding (a
+        :class:`mlejax.formula.FormulaSpec`: ``predict`` on a data frame uses
+        it); ``None`` otherwise. Pytree metadata.
     """
 
     params: object
@@ -54,6 +57,7 @@ class FitResult:
     n_groups: jax.Array | None = None
     cov_type: str = "nonrobust"
     family_obj: object = None
+    model_spec: object = None
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -242,9 +246,19 @@ class FitResult:
     def predict(self, X_new, offset=None, which="mean", se=False, alpha=0.05):
         """Predictions at ``X_new``; with ``se=True`` a ``Prediction`` (delta method).
 
+        After ``mj.fit_formula``, ``X_new`` may be a data frame: the fit's
+        encoding (levels, contrasts, ``offset(...)`` terms) is applied to it; a
+        missing column or an unseen factor level is a ``ValueError`` naming it.
         See :func:`mlejax.stattests.predict`.
         """
         from mlejax import stattests
+
+        if self.model_spec is not None and not isinstance(
+            X_new, np.ndarray | jax.Array
+        ):
+            X_new, off = self.model_spec.design(X_new)
+            if off is not None:
+                offset = off if offset is None else off + np.asarray(offset)
 
         return stattests.predict(self, X_new, offset, which, se, alpha)
 
@@ -319,7 +333,7 @@ jax.tree_util.register_dataclass(
         "null_deviance",
         "n_groups",
     ],
-    meta_fields=["family", "solver", "names", "cov_type", "family_obj"],
+    meta_fields=["family", "solver", "names", "cov_type", "family_obj", "model_spec"],
 )
 
 import jax.flatten_util  # noqa: E402  (ravel_pytree, used in summary)
