@@ -315,9 +315,13 @@ def _as_frame(name: str, data):
 
 
 def _require_columns(name: str, df, needed: set, ctx: Mapping) -> None:
-    missing = sorted(v for v in needed if v not in df.columns and v not in ctx)
+    cols = [str(c) for c in df.columns]
+
+    def present(v: str) -> bool:  # formulaic reads `Solar.R` as variable `Solar`
+        return v in ctx or v in cols or any(c.startswith(v + ".") for c in cols)
+
+    missing = sorted(v for v in needed if not present(v))
     if missing:
-        cols = list(map(str, df.columns))
         raise ValueError(
             f"{name} has no column {missing[0]!r}"
             + (f" (missing: {missing})" if len(missing) > 1 else "")
