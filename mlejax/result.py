@@ -123,9 +123,12 @@ class FitResult:
         lo, hi = params - zq * se, params + zq * se
         ci = f"[{alpha / 2:.3f}"
         ci2 = f"{1 - alpha / 2:.3f}]"
-        w = max(12, max(len(s) for s in names) + 1)
-        zn, pn = ("t", "P>|t|") if use_t else ("z", "P>|z|")
-        head = f"{'':<{w}}{'coef':>13}{'stderr':>12}{zn:>9}{pn:>9}{ci:>13}{ci2:>13}"
+        w = max(12, max(len(s) for s in [*names, *self.extra]) + 1)
+        zn, pn = ("t value", "Pr(>|t|)") if use_t else ("z value", "Pr(>|z|)")
+        head = (
+            f"{'':<{w}}{'Estimate':>13}{'Std. Error':>12}{zn:>9}{pn:>10}"
+            f"{ci:>13}{ci2:>13}"
+        )
         cov_line = f"covariance {self.cov_type}"
         if self.cov_type == "cluster" and self.n_groups is not None:
             ng = np.atleast_1d(np.asarray(self.n_groups)).tolist()
@@ -133,38 +136,108 @@ class FitResult:
         cov_line += f"   Wald {'t' if use_t else 'z'} distribution" + (
             f" (df_resid {df:g})" if use_t else ""
         )
+        link = getattr(self.family_obj, "link_name", None)
         lines = [
-            f"{self.family} regression, solver {self.solver}",
+            *self._call_lines(),
+            f"Family: {self.family}"
+            + (f"   Link: {link}" if isinstance(link, str) else "")
+            + f"   Solver: {self.solver}",
             cov_line,
-            f"nobs {float(np.asarray(self.nobs)):g}   loglik {float(np.asarray(self.loglik)):.6g}"
-            f"   AIC {float(np.asarray(self.aic)):.6g}   BIC {float(np.asarray(self.bic)):.6g}",
-            f"iterations {int(np.asarray(self.n_iter))}   converged "
-            f"{bool(np.asarray(self.converged))} ({self.reason})",
-            *self._deviance_lines(),
-            "=" * len(head),
+            *self._class_lines(),
+            "",
+            "Coefficients:",
             head,
             "-" * len(head),
         ]
         for i, nm in enumerate(names):
             lines.append(
-                f"{nm:<{w}}{params[i]:>13.6g}{se[i]:>12.4g}{z[i]:>9.3f}{pval[i]:>9.3f}"
+                f"{nm:<{w}}{params[i]:>13.6g}{se[i]:>12.4g}{z[i]:>9.3f}{pval[i]:>10.3g}"
                 f"{lo[i]:>13.6g}{hi[i]:>13.6g}"
             )
         for k, v in self.extra.items():
             s = self.extra_stderr.get(k, math.nan)
             lines.append(
                 f"{k:<{w}}{float(np.asarray(v)):>13.6g}{float(np.asarray(s)):>12.4g}"
+                "   (estimated by maximum likelihood)"
             )
-        lines.append("=" * len(head))
+        lines += ["---", *self._dispersion_lines(), "", *self._deviance_lines()]
+        lines += [
+            f"AIC: {float(np.asarray(self.aic)):.6g}   BIC: "
+            f"{float(np.asarray(self.bic)):.6g}   log-likelihood: "
+            f"{float(np.asarray(self.loglik)):.6g}   nobs: "
+            f"{float(np.asarray(self.nobs)):g}",
+            "",
+            f"Number of {self.solver} iterations: {int(np.asarray(self.n_iter))}   "
+            f"converged {bool(np.asarray(self.converged))} ({self.reason})",
+        ]
         return "\n".join(lines)
+
+    def _call_lines(self) -> list[str]:
+        spec = self.model_spec
+        if spec is None:
+            return []
+        return [f"Call: mj.fit_formula({spec.formula!r}, family={self.family})"]
+
+    def _class_lines(self) -> list[str]:
+        classes = getattr(self.names, "classes", None)
+        if classes is None:
+            return []
+        return [
+            f"classes: {', '.join(map(str, classes))} (reference {classes[0]}: "
+            "logit 0; each coefficient is named term[class])"
+        ]
+
+    def _dispersion_lines(self) -> list[str]:
+        """R's dispersion note, with mlejax's convention where it differs."""
+        fam = self.family_obj
+        if fam is None or fam.eta_has_axis:
+            return []
+        if getattr(fam, "ols_convention", False) and self.deviance is not None:
+            phi = float(np.asarray(self.deviance)) / float(np.asarray(self.df_resid))
+            return [
+                f"(Dispersion parameter for {self.family} family taken to be "
+                f"{phi:.6g} = RSS / df_resid, as R's glm and lm; "
+                "extra scale is the MLE sqrt(RSS / nobs))"
+            ]
+        if not fam.extra_names:
+            return [f"(Dispersion parameter for {self.family} family taken to be 1)"]
+        est = ", ".join(
+            f"{k} = {float(np.asarray(v)):.6g}" for k, v in self.extra.items()
+        )
+        return [
+            f"(Dispersion: {est}, estimated jointly by maximum likelihood; R's "
+            "summary.glm uses the Pearson estimate instead)"
+        ]
 
     def _deviance_lines(self) -> list[str]:
         if self.deviance is None or not np.isfinite(np.asarray(self.deviance)):
             return []
-        return [
-            f"deviance {float(np.asarray(self.deviance)):.6g}   null deviance "
-            f"{float(np.asarray(self.null_deviance)):.6g}"
+        nobs = float(np.asarray(self.nobs))
+        spec = self.model_spec
+        if spec is not None:
+            intercept = spec.has_intercept
+        elif self.names is not None:
+            intercept = any(
+                n in ("const", "Intercept", "(Intercept)") for n in self.names
+            )
+        else:
+            intercept = None
+        null_df = (
+            f"  on {nobs - intercept:g}  degrees of freedom"
+            if intercept is not None
+            else ""
+        )
+        lines = [
+            f"    Null deviance: {float(np.asarray(self.null_deviance)):.6g}{null_df}",
+            f"Residual deviance: {float(np.asarray(self.deviance)):.6g}  on "
+            f"{float(np.asarray(self.df_resid)):g}  degrees of freedom",
         ]
+        if spec is not None and spec.n_dropped:
+            lines.append(
+                f"  ({spec.n_dropped} observation{'s' if spec.n_dropped > 1 else ''} "
+                "deleted due to missingness)"
+            )
+        return lines
 
     # -- inference ------------------------------------------------------------
     @property
