@@ -12,6 +12,24 @@ import numpy as np
 from mlejax.status import reason as _reason
 
 
+class ParamNames(tuple):
+    """Column names of ``X`` that also carry the class labels of a Categorical fit.
+
+    A tuple (so it compares and hashes as the names do); ``classes`` is the
+    class order, reference first, or ``None``.
+    """
+
+    classes: tuple | None
+
+    def __new__(cls, names, classes=None):
+        out = super().__new__(cls, names)
+        out.classes = None if classes is None else tuple(classes)
+        return out
+
+    def __reduce__(self):
+        return (ParamNames, (tuple(self), self.classes))
+
+
 @dataclasses.dataclass(frozen=True)
 class FitResult:
     """The outcome of one fit; a pytree, so it passes through ``jit`` and ``vmap``.
@@ -61,6 +79,12 @@ class FitResult:
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
+
+    @property
+    def classes(self) -> tuple | None:
+        """Class labels of a Categorical fit, reference first (``None`` when
+        ``y`` held integer codes with the default reference)."""
+        return getattr(self.names, "classes", None)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -179,7 +203,7 @@ class FitResult:
         return [f"Call: mj.fit_formula({spec.formula!r}, family={self.family})"]
 
     def _class_lines(self) -> list[str]:
-        classes = getattr(self.names, "classes", None)
+        classes = self.classes
         if classes is None:
             return []
         return [
@@ -360,7 +384,9 @@ class FitResult:
         if p_shape is not None and len(p_shape) == 2:
             p, m = p_shape
             base = base or [f"x{j}" for j in range(p)]
-            return [f"{base[j]}[{c + 1}]" for j in range(p) for c in range(m)]
+            cls = self.classes
+            lab = list(cls[1:]) if cls is not None else [c + 1 for c in range(m)]
+            return [f"{base[j]}[{lab[c]}]" for j in range(p) for c in range(m)]
         if base is not None and len(base) == k:
             return base
         return [f"x{j}" for j in range(k)]

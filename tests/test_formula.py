@@ -52,14 +52,32 @@ def _ref(name: str):
     return out
 
 
+class _Fits(dict):
+    """Each model fitted once, when a test first asks for it."""
+
+    def __missing__(self, name):
+        f, fam = MODELS[name]
+        self[name] = mj.fit_formula(f, _data(name), fam)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def fits():
-    return {
-        name: mj.fit_formula(f, _data(name), fam) for name, (f, fam) in MODELS.items()
-    }
+    return _Fits()
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+# each model compiles a fit of its own shape (~4 s on one core from a cold
+# cache): the default run keeps the Poisson pair (interactions; NA rows,
+# factor() and offset()), -m slow adds the Gaussian and the cbind() Binomial
+@pytest.mark.parametrize(
+    "name",
+    [
+        "warpbreaks",
+        pytest.param("mtcars", marks=pytest.mark.slow),
+        pytest.param("esoph", marks=pytest.mark.slow),
+        "airquality",
+    ],
+)
 def test_matches_r_glm(fits, name):
     res, ref = fits[name], _ref(name)
     names, coef = ref["coef"]
@@ -126,3 +144,68 @@ def test_na_action_names_and_frames(fits):
     )
     assert res_f.names[:2] == ("Intercept", "wool[T.B]")
     np.testing.assert_allclose(res_f.params, res.params, rtol=1e-12)
+
+
+def test_labelled_classes_match_statsmodels_mnlogit():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=60)
+    labels = np.array(["setosa", "versicolor", "virginica"])
+    y = labels[rng.integers(0, 3, 60)]
+    X = mj.add_constant(x)
+    # reference "virginica": class order (virginica, setosa, versicolor)
+    order = ["virginica", "setosa", "versicolor"]
+    codes = np.array([order.index(v) for v in y])
+    ref = sm.MNLogit(codes, X).fit(disp=0, method="newton", tol=1e-14, maxiter=100)
+    fam = F.Categorical(3, reference="virginica")
+    res = mj.fit(X, y, fam)
+    assert res.classes == tuple(order)
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-8)
+    np.testing.assert_allclose(res.stderr, ref.bse, rtol=1e-6)
+    text = res.summary()
+    assert "x1[versicolor]" in text and "reference virginica" in text
+    # the same fit from integer codes with reference=2, from a pandas
+    # Categorical whose order puts virginica first, and from a formula
+    int_codes = np.array([list(labels).index(v) for v in y])
+    res2 = mj.fit(X, int_codes, F.Categorical(3, reference=2))
+    assert res2.classes == (2, 0, 1)
+    cat = pd.Series(pd.Categorical(y, categories=order))
+    res3 = mj.fit(X, cat, F.Categorical(3))
+    df = pd.DataFrame({"species": y, "x": x})
+    res4 = mj.fit_formula("species ~ x", df, fam)
+    assert res4.names == ("(Intercept)", "x") and res4.classes == tuple(order)
+    for r in (res2, res3, res4):
+        np.testing.assert_allclose(r.params, ref.params, rtol=1e-8)
+    with pytest.raises(ValueError, match="reference='daisy' is not a class"):
+        mj.fit(X, y, F.Categorical(3, reference="daisy"))
+    with pytest.raises(ValueError, match=r"n_classes=4\) but y has 3 classes"):
+        mj.fit(X, y, F.Categorical(4))
+    with pytest.raises(ValueError, match="missing label at row 2"):
+        mj.fit(X, np.where(np.arange(60) == 2, None, y), fam)
+    assert hash(fam) == hash(F.Categorical(3, reference="virginica"))
+
+
+@pytest.mark.slow  # a Bernoulli compile of its own (CI budget)
+def test_bernoulli_booleans_match_statsmodels_logit():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=60)
+    X = mj.add_constant(x)
+    yb = rng.random(60) < 1 / (1 + np.exp(-x))
+    ref = sm.Logit(yb.astype(float), X).fit(disp=0, method="newton", tol=1e-14)
+    for y in (yb, pd.Series(yb), pd.Series(yb, dtype="boolean")):
+        res = mj.fit(X, y, F.Bernoulli())
+        np.testing.assert_allclose(res.params, ref.params, rtol=1e-8)
+        np.testing.assert_allclose(res.stderr, ref.bse, rtol=1e-6)
+    with pytest.raises(ValueError, match="non-finite"):
+        mj.fit(
+            X, pd.Series(yb, dtype="boolean").where(np.arange(60) != 3), F.Bernoulli()
+        )
+
+
+def test_polars_frame_gives_the_pandas_fit(fits):
+    pl = pytest.importorskip("polars")
+    df = _data("warpbreaks")
+    res = mj.fit_formula(MODELS["warpbreaks"][0], pl.from_pandas(df), F.Poisson())
+    assert res.names == fits["warpbreaks"].names
+    np.testing.assert_allclose(res.params, fits["warpbreaks"].params, rtol=1e-12)
