@@ -190,7 +190,7 @@ def fit_formula(
         raise ValueError(
             f"formula {formula!r} has no response (left of '~'); write 'y ~ ...'."
         )
-    rhs, offsets = _split_offsets(rhs)
+    rhs, offsets = _split_offsets(_r_power(rhs))
     ys = _cbind(lhs)
     lhs_terms = [f"I({e})" for e in ys] if ys else [lhs]
     lhs_terms += [f"I({o})" for o in offsets]
@@ -252,8 +252,9 @@ def fit_formula(
 
     spec = Xf.model_spec
     X = np.asarray(Xf, dtype=float)[pos]
-    rnames, order = _r_names(spec) if names == "R" else (None, None)
-    if rnames is None:
+    if names == "R":
+        rnames, order = _r_names(spec)
+    else:
         rnames, order = tuple(str(c) for c in Xf.columns), None
     if order is not None:
         X = X[:, order]
@@ -406,7 +407,7 @@ def _factor_parts(spec, sf) -> list[tuple[str, str]] | None:
     expr = sf.factor.expr
     kind, state = spec.encoder_state.get(expr, (None, {}))
     if getattr(kind, "value", kind) != "categorical":
-        return [(expr, expr)]
+        return [(expr, _r_expr(expr))]
     cs = state.get("contrasts")
     if cs is None:
         return None
@@ -430,32 +431,64 @@ def _factor_parts(spec, sf) -> list[tuple[str, str]] | None:
     return out
 
 
-def _r_names(spec) -> tuple[tuple[str, ...] | None, np.ndarray | None]:
-    """R's coefficient names for formulaic's columns (None when unsure)."""
-    names = []
+def _r_names(spec) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """R's coefficient names for formulaic's columns, and the column order.
+
+    Term by term: the names are built from the levels and contrasts (R's
+    level text, first factor varying fastest) and matched to formulaic's
+    columns; a term that does not match (a multi-column transform such as
+    ``poly(x, 2)``) gets formulaic's names with the brackets dropped.
+    """
+    names, order, start = [], [], 0
     for s in spec.structure:
+        cols = list(s.columns)
+        built = []
         for st in s.scoped_terms:
             if not st.factors:
-                names.append(("Intercept", "(Intercept)"))
+                built.append(("Intercept", "(Intercept)"))
                 continue
             parts = [_factor_parts(spec, sf) for sf in st.factors]
             if any(p is None for p in parts):
-                return None, None
-            # formulaic's column order: the first factor varies fastest (as R)
+                built = None
+                break
             for combo in itertools.product(*reversed(parts)):
-                combo = combo[::-1]
-                names.append(
-                    (":".join(c[0] for c in combo), ":".join(c[1] for c in combo))
-                )
-    ours = [a for a, _ in names]
-    cols = list(spec.column_names)
-    if sorted(ours) != sorted(cols) or len(set(cols)) != len(cols):
-        return None, None
-    where = {c: i for i, c in enumerate(cols)}
-    order = np.array([where[a] for a in ours])
-    return tuple(r for _, r in names), (
-        None if np.array_equal(order, np.arange(len(cols))) else order
-    )
+                combo = combo[::-1]  # the first factor varies fastest (as R)
+                built.append(tuple(":".join(c[i] for c in combo) for i in (0, 1)))
+        where = {c: i for i, c in enumerate(cols)}
+        if (
+            built is None
+            or sorted(a for a, _ in built) != sorted(cols)
+            or len(where) != len(cols)
+        ):
+            built = [(c, _r_fallback(c)) for c in cols]
+        names += [r for _, r in built]
+        order += [start + where[a] for a, _ in built]
+        start += len(cols)
+    order = np.asarray(order, dtype=np.int64)
+    return tuple(names), None if np.array_equal(order, np.arange(start)) else order
+
+
+def _r_fallback(col: str) -> str:
+    if col == "Intercept":
+        return "(Intercept)"
+    return _r_expr(re.sub(r"\[(?:T\.|S\.|H\.)?([^\[\]]*)\]", r"\1", col))
+
+
+def _r_expr(expr: str) -> str:
+    """formulaic's expression text as R deparses it (``x ** 2`` -> ``x^2``)."""
+    return re.sub(r"\s*\*\*\s*", "^", expr)
+
+
+def _r_power(rhs: str) -> str:
+    """R's ``^`` inside ``I(...)`` as Python's ``**`` (outside, ``^`` is crossing)."""
+    out, i = [], 0
+    for m in re.finditer(r"(?<![\w.])I\s*\(", rhs):
+        if m.start() < i:
+            continue
+        j = _scan(rhs, m.end() - 1)
+        out += [rhs[i : m.start()], rhs[m.start() : j].replace("^", "**")]
+        i = j
+    return "".join(out) + rhs[i:]
 
 
 def _check_levels(spec, df) -> None:
