@@ -20,6 +20,11 @@ F = mj.families
 MODELS = {
     "warpbreaks": ("breaks ~ wool * tension", F.Poisson()),
     "mtcars": ("mpg ~ wt + factor(cyl) + wt:hp", F.Gaussian()),
+    "mtcars_terms": (
+        "mpg ~ 0 + wt + I(wt^2) + poly(hp, 2) + C(factor(cyl), contr.sum) "
+        "+ factor(gear)",
+        F.Gaussian(),
+    ),
     "esoph": ("cbind(ncases, ncontrols) ~ agegp + alcgp", F.Binomial()),
     "airquality": (
         "Ozone ~ Solar.R + Wind + factor(Month) + offset(log(Temp))",
@@ -40,6 +45,7 @@ def _with_r_levels(name: str, df):
 
 
 def _data(name: str):
+    name = name.split("_")[0]  # mtcars_terms: a second model on mtcars
     return _with_r_levels(name, pd.read_csv(REF / f"formula_{name}.csv"))
 
 
@@ -68,12 +74,14 @@ def fits():
 
 # each model compiles a fit of its own shape (~4 s on one core from a cold
 # cache): the default run keeps the Poisson pair (interactions; NA rows,
-# factor() and offset()), -m slow adds the Gaussian and the cbind() Binomial
+# factor() and offset()), -m slow adds two Gaussian (I(), poly(), sum
+# contrasts, no intercept) and the cbind() Binomial
 @pytest.mark.parametrize(
     "name",
     [
         "warpbreaks",
         pytest.param("mtcars", marks=pytest.mark.slow),
+        pytest.param("mtcars_terms", marks=pytest.mark.slow),
         pytest.param("esoph", marks=pytest.mark.slow),
         "airquality",
     ],
@@ -106,7 +114,8 @@ def test_matches_r_glm(fits, name):
         assert re.search(rf"deviance: \S+  on {int(df)}  degrees of freedom", text)
     assert f"Call: mj.fit_formula({MODELS[name][0]!r}" in text
     # predict(fit, newdata, se.fit = TRUE), both scales, on R's new rows
-    new = _with_r_levels(name, pd.read_csv(REF / f"formula_new_{name}.csv"))
+    new = pd.read_csv(REF / f"formula_new_{name}.csv")
+    new = _with_r_levels(name.split("_")[0], new)
     for which, scale in (("linear", "link"), ("mean", "response")):
         p = res.predict(new, which=which, se=True)
         np.testing.assert_allclose(p.mean, ref[f"predict_{scale}"][1], rtol=1e-8)

@@ -39,6 +39,12 @@ models <- list(
     fit = glm(mpg ~ wt + factor(cyl) + wt:hp, family = gaussian, data = mtcars),
     new = data.frame(wt = c(2.5, 3.2, 4.1), cyl = c(4, 6, 8), hp = c(90, 120, 210))
   ),
+  mtcars_terms = list(
+    fit = glm(mpg ~ 0 + wt + I(wt^2) + poly(hp, 2) + C(factor(cyl), contr.sum) +
+                factor(gear), family = gaussian, data = mtcars),
+    new = data.frame(wt = c(2.5, 3.2, 4.1), cyl = c(4, 6, 8), hp = c(90, 120, 210),
+                     gear = c(4, 3, 5))
+  ),
   esoph = list(
     fit = glm(cbind(ncases, ncontrols) ~ agegp + alcgp, family = binomial,
               data = esoph2),
