@@ -287,9 +287,7 @@ def fit_formula(
         names=tuple(rnames),
         offsets=tuple(offsets),
         n_dropped=int(n_dropped),
-        has_intercept=bool(spec.formula.rhs.has_intercept)
-        if hasattr(spec.formula, "rhs")
-        else "Intercept" in Xf.columns,
+        has_intercept="Intercept" in Xf.columns,
         context=ctx,
     )
     return res.replace(model_spec=info)

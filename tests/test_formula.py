@@ -146,8 +146,19 @@ def test_na_action_names_and_frames(fits):
         np.exp(np.sum(np.asarray(res.params)[[0, 1, 2, 4]])),
         rtol=1e-12,
     )
-    # formulaic's own names on request; same design, same fit
+    # per-row keywords: a column name, or an array cut to the kept rows
     wb = _data("warpbreaks")
+    w = wb.assign(w=1.0)
+    res_w = mj.fit_formula("breaks ~ wool * tension", w, F.Poisson(), weights="w")
+    np.testing.assert_allclose(res_w.params, res.params, rtol=1e-12)
+    w.loc[3, "w"] = np.nan
+    with pytest.raises(ValueError, match="weights has a missing value at row 3"):
+        mj.fit_formula(
+            "breaks ~ wool * tension", w, F.Poisson(), weights="w", na_action="raise"
+        )
+    with pytest.raises(ValueError, match="weights='v' names no column"):
+        mj.fit_formula("breaks ~ wool", w, F.Poisson(), weights="v")
+    # formulaic's own names on request; same design, same fit
     res_f = mj.fit_formula(
         "breaks ~ wool * tension", wb, F.Poisson(), names="formulaic"
     )
