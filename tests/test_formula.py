@@ -83,7 +83,7 @@ def fits():
         pytest.param("mtcars", marks=pytest.mark.slow),
         pytest.param("mtcars_terms", marks=pytest.mark.slow),
         pytest.param("esoph", marks=pytest.mark.slow),
-        "airquality",
+        pytest.param("airquality", marks=pytest.mark.slow),
     ],
 )
 def test_matches_r_glm(fits, name):
@@ -120,6 +120,40 @@ def test_matches_r_glm(fits, name):
         p = res.predict(new, which=which, se=True)
         np.testing.assert_allclose(p.mean, ref[f"predict_{scale}"][1], rtol=1e-8)
         np.testing.assert_allclose(p.se, ref[f"predict_se_{scale}"][1], rtol=1e-6)
+
+
+def test_dropped_rows_offset_and_factor_match_statsmodels(fits):
+    """NA rows, offset() and factor() in the default run, on warpbreaks' shape
+    (airquality, R's reference for the same features, runs with -m slow)."""
+    smf = pytest.importorskip("statsmodels.formula.api")
+    sm = pytest.importorskip("statsmodels.api")
+    wb = _data("warpbreaks")
+    wb["hours"] = np.linspace(1.0, 3.0, len(wb))
+    nas = wb.iloc[:3].copy()
+    nas["breaks"] = [np.nan, 20.0, 30.0]
+    nas["hours"] = [2.0, np.nan, 2.0]
+    nas["wool"] = pd.Categorical(["A", "B", None], categories=["A", "B"])
+    df = pd.concat([nas, wb], ignore_index=True)
+    formula = "breaks ~ factor(wool) * tension + offset(log(hours))"
+    res = mj.fit_formula(formula, df, F.Poisson())
+    assert res.model_spec.n_dropped == 3 and float(res.nobs) == len(wb)
+    assert res.names[:2] == ("(Intercept)", "factor(wool)B")
+    assert "3 observations deleted due to missingness" in res.summary()
+    ref = smf.glm(
+        "breaks ~ wool * tension",
+        wb,
+        family=sm.families.Poisson(),
+        offset=np.log(wb["hours"]),
+    ).fit(tol=1e-14)
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-8)
+    np.testing.assert_allclose(res.stderr, ref.bse, rtol=1e-6)
+    np.testing.assert_allclose(res.deviance, ref.deviance, rtol=1e-8)
+    new = pd.DataFrame({"wool": ["B"], "tension": ["H"], "hours": [2.5]})
+    np.testing.assert_allclose(
+        res.predict(new),
+        ref.predict(new, offset=np.log(new["hours"])),
+        rtol=1e-8,
+    )
 
 
 def test_na_action_names_and_frames(fits):
