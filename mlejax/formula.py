@@ -13,7 +13,6 @@ The encoding is kept on the result (``res.model_spec``), so
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import re
 import sys
 import warnings
@@ -21,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mlejax._formula_names import r_level, r_names, r_power, scan
 from mlejax.families import Family
 from mlejax.result import FitResult
 
@@ -190,7 +190,7 @@ def fit_formula(
         raise ValueError(
             f"formula {formula!r} has no response (left of '~'); write 'y ~ ...'."
         )
-    rhs, offsets = _split_offsets(_r_power(rhs))
+    rhs, offsets = _split_offsets(r_power(rhs))
     ys = _cbind(lhs)
     lhs_terms = [f"I({e})" for e in ys] if ys else [lhs]
     lhs_terms += [f"I({o})" for o in offsets]
@@ -253,7 +253,7 @@ def fit_formula(
     spec = Xf.model_spec
     X = np.asarray(Xf, dtype=float)[pos]
     if names == "R":
-        rnames, order = _r_names(spec)
+        rnames, order = r_names(spec)
     else:
         rnames, order = tuple(str(c) for c in Xf.columns), None
     if order is not None:
@@ -328,26 +328,13 @@ def _require_columns(name: str, df, needed: set, ctx: Mapping) -> None:
         )
 
 
-def _scan(s: str, start: int) -> int:
-    """Index just past the parenthesis that closes the one at ``s[start]``."""
-    depth = 0
-    for i in range(start, len(s)):
-        if s[i] == "(":
-            depth += 1
-        elif s[i] == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    raise ValueError(f"unbalanced parentheses in {s!r}.")
-
-
 def _split_offsets(rhs: str) -> tuple[str, list[str]]:
     """The right-hand side without its ``offset(...)`` terms, and their insides."""
     offsets = []
     pat = re.compile(r"(^|[\s+~(])offset\s*\(")
     while (m := pat.search(rhs)) is not None:
         a = m.start() + len(m.group(1))
-        b = _scan(rhs, m.end() - 1)
+        b = scan(rhs, m.end() - 1)
         offsets.append(rhs[m.end() : b - 1].strip())
         head = rhs[:a].rstrip()
         head = head[:-1].rstrip() if head.endswith("+") else head
@@ -390,105 +377,6 @@ def _response(df, lhs: str, keep, Y, n_y):
     return Y[:, 0]
 
 
-def _r_level(v) -> str:
-    """A factor level as R's ``as.character`` writes it (6 not 6.0, TRUE)."""
-    v = v.item() if hasattr(v, "item") else v
-    if isinstance(v, bool):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _factor_parts(spec, sf) -> list[tuple[str, str]] | None:
-    """(formulaic's, R's) column labels of one scoped factor, in column order."""
-    expr = sf.factor.expr
-    kind, state = spec.encoder_state.get(expr, (None, {}))
-    if getattr(kind, "value", kind) != "categorical":
-        return [(expr, _r_expr(expr))]
-    cs = state.get("contrasts")
-    if cs is None:
-        return None
-    levels = list(cs.levels)
-    contrasts, reduced = cs.contrasts, sf.reduced
-    fmt = contrasts.get_factor_format(levels, reduced_rank=reduced)
-    fields = contrasts.get_coding_column_names(levels, reduced_rank=reduced)
-    by_str = {str(lv): _r_level(lv) for lv in levels}
-    kind_name = type(contrasts).__name__
-    out = []
-    for i, f in enumerate(fields):
-        if not reduced or kind_name == "TreatmentContrasts":
-            r = by_str.get(str(f), str(f))
-        elif kind_name in ("SumContrasts", "HelmertContrasts"):
-            r = str(i + 1)  # R's contr.sum / contr.helmert columns: 1..K-1
-        elif kind_name == "PolyContrasts":
-            r = (".L", ".Q", ".C")[i] if i < 3 else f"^{i + 1}"
-        else:
-            r = str(f)
-        out.append((fmt.format(name=expr, field=f), f"{expr}{r}"))
-    return out
-
-
-def _r_names(spec) -> tuple[tuple[str, ...], np.ndarray | None]:
-    """R's coefficient names for formulaic's columns, and the column order.
-
-    Term by term: the names are built from the levels and contrasts (R's
-    level text, first factor varying fastest) and matched to formulaic's
-    columns; a term that does not match (a multi-column transform such as
-    ``poly(x, 2)``) gets formulaic's names with the brackets dropped.
-    """
-    names, order, start = [], [], 0
-    for s in spec.structure:
-        cols = list(s.columns)
-        built = []
-        for st in s.scoped_terms:
-            if not st.factors:
-                built.append(("Intercept", "(Intercept)"))
-                continue
-            parts = [_factor_parts(spec, sf) for sf in st.factors]
-            if any(p is None for p in parts):
-                built = None
-                break
-            for combo in itertools.product(*reversed(parts)):
-                combo = combo[::-1]  # the first factor varies fastest (as R)
-                built.append(tuple(":".join(c[i] for c in combo) for i in (0, 1)))
-        where = {c: i for i, c in enumerate(cols)}
-        if (
-            built is None
-            or sorted(a for a, _ in built) != sorted(cols)
-            or len(where) != len(cols)
-        ):
-            built = [(c, _r_fallback(c)) for c in cols]
-        names += [r for _, r in built]
-        order += [start + where[a] for a, _ in built]
-        start += len(cols)
-    order = np.asarray(order, dtype=np.int64)
-    return tuple(names), None if np.array_equal(order, np.arange(start)) else order
-
-
-def _r_fallback(col: str) -> str:
-    if col == "Intercept":
-        return "(Intercept)"
-    return _r_expr(re.sub(r"\[(?:T\.|S\.|H\.)?([^\[\]]*)\]", r"\1", col))
-
-
-def _r_expr(expr: str) -> str:
-    """formulaic's expression text as R deparses it (``x ** 2`` -> ``x^2``)."""
-    return re.sub(r"\s*\*\*\s*", "^", expr)
-
-
-def _r_power(rhs: str) -> str:
-    """R's ``^`` inside ``I(...)`` as Python's ``**`` (outside, ``^`` is crossing)."""
-    out, i = [], 0
-    for m in re.finditer(r"(?<![\w.])I\s*\(", rhs):
-        if m.start() < i:
-            continue
-        j = _scan(rhs, m.end() - 1)
-        out += [rhs[i : m.start()], rhs[m.start() : j].replace("^", "**")]
-        i = j
-    return "".join(out) + rhs[i:]
-
-
 def _check_levels(spec, df) -> None:
     """ValueError naming a factor whose new data has a level unseen in the fit."""
     for expr, (kind, state) in spec.encoder_state.items():
@@ -501,8 +389,8 @@ def _check_levels(spec, df) -> None:
             continue
         levels = list(state.get("categories", ()))
         vals = df[names[0]].dropna().unique()
-        seen = set(levels) | {_r_level(v) for v in levels}
-        bad = [v for v in vals if v not in seen and _r_level(v) not in seen]
+        seen = set(levels) | {r_level(v) for v in levels}
+        bad = [v for v in vals if v not in seen and r_level(v) not in seen]
         if bad:
             raise ValueError(
                 f"new_data column {names[0]!r} (factor {expr}) has level {bad[0]!r} "
