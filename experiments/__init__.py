@@ -9,9 +9,11 @@ Run them through the ``mlejax`` command (``mlejax run``) or
 """
 
 from experiments import (
+    coverage,
     gradient_equivalence,
     linear_vs_ols,
     logistic_fit,
+    regulariser_prior,
     robust_regression,
     sampling_distribution,
 )
@@ -25,6 +27,8 @@ EXPERIMENTS = {
         logistic_fit,
         sampling_distribution,
         robust_regression,
+        regulariser_prior,
+        coverage,
     )
 }
 

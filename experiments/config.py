@@ -279,6 +279,45 @@ class RobustRegression:
     max_iter: int = _f(1000, _STEPS)
 
 
+@dataclasses.dataclass(frozen=True)
+class RegulariserPrior:
+    """``[regulariser_prior]``: Ridge/Lasso fits = Gaussian/Laplace-prior MAP."""
+
+    n: int = _f(200, _N)
+    p: int = _f(5, ge=2, le=1_000)  # an intercept and at least one slope
+    families: list[str] = _f(
+        ["Gaussian", "Bernoulli"], _names(("Gaussian", "Bernoulli"))
+    )
+    # penalty strengths on the total NLL (prior precision / Laplace rate)
+    ridge_alpha: float = _f(5.0, gt=0.0, le=1e6)
+    lasso_alpha: float = _f(10.0, gt=0.0, le=1e6)
+    # Optax L-BFGS steps for the direct MAP
+    optax_steps: int = _f(200, _STEPS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Coverage:
+    """``[coverage]``: coverage of 95% intervals under misspecification."""
+
+    settings: list[str] = _f(
+        ["overdispersed_poisson", "clustered_logistic", "small_logistic"],
+        _names(("overdispersed_poisson", "clustered_logistic", "small_logistic")),
+    )
+    # data sets per setting, all in one vmapped call
+    replications: int = _f(2000, ge=20, le=1_000_000)
+    # also the profile-likelihood intervals (batched with the fits)
+    profile: bool = _f(True)
+    level: float = _f(0.95, gt=0.0, lt=1.0)
+    n_poisson: int = _f(200, ge=10, le=1_000_000)
+    # negative-binomial overdispersion: variance mu + nb_alpha mu^2
+    nb_alpha: float = _f(1.0, gt=0.0, le=100.0)
+    clusters: int = _f(30, ge=2, le=100_000)
+    cluster_size: int = _f(10, ge=1, le=10_000)
+    # standard deviation of the random cluster intercept (logit scale)
+    cluster_sd: float = _f(1.0, ge=0.0, le=10.0)
+    n_small: int = _f(20, ge=10, le=1_000_000)
+
+
 #: experiment name -> its config dataclass (the table name in TOML).
 EXPERIMENT_CONFIGS: dict[str, type] = {
     "linear_vs_ols": LinearVsOLS,
@@ -286,6 +325,8 @@ EXPERIMENT_CONFIGS: dict[str, type] = {
     "logistic_fit": LogisticFit,
     "sampling_distribution": SamplingDistribution,
     "robust_regression": RobustRegression,
+    "regulariser_prior": RegulariserPrior,
+    "coverage": Coverage,
 }
 
 
@@ -297,7 +338,13 @@ def _more_rows_than_columns(c) -> bool:
 #: Rules tying keys together: config class -> [(keys, holds(config), allowed)].
 CROSS_CHECKS: dict[type, list[tuple[tuple[str, ...], Callable, str]]] = {
     cls: [(("n", "p"), _more_rows_than_columns, "n > p (more rows than coefficients)")]
-    for cls in (LinearVsOLS, GradientEquivalence, LogisticFit, RobustRegression)
+    for cls in (
+        LinearVsOLS,
+        GradientEquivalence,
+        LogisticFit,
+        RobustRegression,
+        RegulariserPrior,
+    )
 }
 CROSS_CHECKS[SamplingDistribution] = [
     (

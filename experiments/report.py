@@ -73,6 +73,30 @@ LAYOUT = {
         "Robust regression: Laplace vs Gaussian vs Student-t",
         [("errors", None)],
     ),
+    "regulariser_prior": (
+        "Regulariser = prior: Ridge/Lasso fits are Gaussian/Laplace-prior MAPs",
+        [("differences", None)],
+    ),
+    "coverage": (
+        "Interval coverage under misspecification: model-based, sandwich, profile",
+        [
+            (
+                "coverage",
+                [
+                    "setting",
+                    "method",
+                    "n",
+                    "used",
+                    "coverage",
+                    "mcse",
+                    "below",
+                    "above",
+                    "failed",
+                    "median_width",
+                ],
+            )
+        ],
+    ),
 }
 
 

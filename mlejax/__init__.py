@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from mlejax import equivalence, families, fit, losses, stattests, status
+from mlejax import equivalence, families, fit, losses, penalties, stattests, status
 from mlejax.families import STUDENT_T_DF_MAX
 from mlejax.fit import fit_likelihood, ols
 from mlejax.formula import fit_formula
+from mlejax.path import fit_path
 from mlejax.profile import profile_ci
 from mlejax.profile_likelihood import profile_ci_likelihood
 from mlejax.result import FitResult
@@ -108,12 +109,14 @@ __all__ = [
     "fit",
     "fit_likelihood",
     "fit_formula",
+    "fit_path",
     "ols",
     "add_constant",
     "enable_x64",
     "equivalence",
     "families",
     "losses",
+    "penalties",
     "status",
     "stattests",
     "lr_test",

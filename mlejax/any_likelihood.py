@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from mlejax import _checks, _prepare
+from mlejax import _checks, _prepare, penalties
 from mlejax.engines import likelihood
 from mlejax.result import FitResult
 from mlejax.status import ConvergenceWarning
@@ -22,10 +22,22 @@ __all__ = ["fit_likelihood"]
 
 
 @functools.partial(
-    jax.jit, static_argnames=("loglik", "solver", "max_iter", "n_obs", "cov")
+    jax.jit,
+    static_argnames=("loglik", "solver", "max_iter", "n_obs", "cov", "log_prior"),
 )
 def _fit_likelihood_jit(
-    init_params, data, tol, groups, *, loglik, solver, max_iter, n_obs, cov
+    init_params,
+    data,
+    tol,
+    groups,
+    penalty=None,
+    *,
+    loglik,
+    solver,
+    max_iter,
+    n_obs,
+    cov,
+    log_prior=None,
 ):
     fields = likelihood.fit(
         init_params,
@@ -37,20 +49,33 @@ def _fit_likelihood_jit(
         max_iter=max_iter,
         n_obs=n_obs,
         cov=cov,
+        penalty=penalty if log_prior is None else log_prior,
     )
     name = solver if isinstance(solver, str) else "optax"
     return FitResult(**fields, family="custom", solver=name, cov_type=cov[0])
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6, 7, 8))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8, 9, 10))
 def _fit_likelihood_traced(
-    init_params, data, tol, groups, loglik, solver, max_iter, n_obs, cov
+    init_params,
+    data,
+    tol,
+    groups,
+    penalty,
+    loglik,
+    solver,
+    max_iter,
+    n_obs,
+    cov,
+    log_prior,
 ):
     return _fit_likelihood_jit(
         init_params,
         data,
         tol,
         groups,
+        penalty,
+        log_prior=log_prior,
         loglik=loglik,
         solver=solver,
         max_iter=max_iter,
@@ -60,7 +85,9 @@ def _fit_likelihood_traced(
 
 
 @_fit_likelihood_traced.defjvp
-def _fit_likelihood_traced_jvp(loglik, solver, max_iter, n_obs, cov, primals, tangents):
+def _fit_likelihood_traced_jvp(
+    loglik, solver, max_iter, n_obs, cov, log_prior, primals, tangents
+):
     raise _prepare.no_grad_error("fit_likelihood")
 
 
@@ -75,6 +102,7 @@ def fit_likelihood(
     cov_type: str = "nonrobust",
     groups: Any = None,
     n_groups: int | tuple | None = None,
+    penalty: Any = None,
 ) -> FitResult:
     """Maximise any total log-likelihood ``loglik(params, *data)`` over a pytree.
 
@@ -89,6 +117,15 @@ def fit_likelihood(
     ``"cluster"`` with ``groups``, as for ``mj.fit``, k = all parameters in
     HC1 and the cluster correction) needs them: a scalar ``loglik`` with a
     robust ``cov_type`` is a ``ValueError``. See docs/inference.md.
+
+    ``penalty``: MAP estimation. A ``mj.penalties.Ridge``/``Lasso``/``ElasticNet``
+    acts on every leaf of ``params`` (``weights=None``: weight 1 everywhere;
+    or a pytree of weights shaped like ``params``, or one array for the
+    flattened parameters), or a callable ``log_prior(params)`` whose negative is
+    added to the NLL (pass the same function object to reuse the compiled fit).
+    Lasso/ElasticNet use proximal Newton (``solver="newton"``): exact zeros,
+    whose stderr is NaN. ``loglik`` stays the unpenalised log-likelihood at the
+    MAP, ``res.objective`` is the penalised objective. See docs/penalties.md.
 
     >>> import jax.numpy as jnp, mlejax as mj
     >>> x = jnp.array([0.5, 1.5, 2.5, 3.5])
@@ -111,6 +148,10 @@ def fit_likelihood(
     )
     init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
     _prepare.check_cov_type(cov_type)
+    penalties.check_penalty(penalty, solver, cov_type=cov_type)
+    log_prior = None
+    if penalty is not None and not isinstance(penalty, penalties.Penalty):
+        log_prior, penalty = penalty, None
     n_rows = n_obs
     if cov_type != "nonrobust":
         out = jax.eval_shape(loglik, init_params, *data)
@@ -123,11 +164,19 @@ def fit_likelihood(
         n_rows = out.shape[0]
     groups, bounds = _prepare.prepare_groups(cov_type, groups, n_rows, n_groups)
     cov = (cov_type, bounds)
-    args = (init_params, tuple(data), jnp.asarray(tol, dtype), groups)
+    args = (init_params, tuple(data), jnp.asarray(tol, dtype), groups, penalty)
     if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
-        return _fit_likelihood_traced(*args, loglik, solver, max_iter, n_obs, cov)
+        return _fit_likelihood_traced(
+            *args, loglik, solver, max_iter, n_obs, cov, log_prior
+        )
     res = _fit_likelihood_jit(
-        *args, loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs, cov=cov
+        *args,
+        loglik=loglik,
+        solver=solver,
+        max_iter=max_iter,
+        n_obs=n_obs,
+        cov=cov,
+        log_prior=log_prior,
     )
     if not bool(res.converged):
         warnings.warn(

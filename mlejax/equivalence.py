@@ -37,7 +37,23 @@ from jax.typing import ArrayLike
 from mlejax import families as fam
 from mlejax.losses import LOSSES
 
-__all__ = ["affine_constants", "loss_input", "nll", "loss", "compare"]
+__all__ = [
+    "affine_constants",
+    "loss_input",
+    "nll",
+    "loss",
+    "compare",
+    "ridge_prior_sd",
+    "ridge_alpha_from_prior_sd",
+    "lasso_prior_scale",
+    "lasso_alpha_from_prior_scale",
+    "alpha_from_sklearn_C",
+    "sklearn_C_from_alpha",
+    "alpha_from_sklearn_gaussian",
+    "alpha_from_glum",
+    "glum_alpha_from_alpha",
+    "penalty_from_glmnet",
+]
 
 
 def loss_input(family: fam.Family, eta: jax.Array) -> jax.Array:
@@ -109,3 +125,114 @@ def compare(
         "grad_beta_dev": jnp.max(jnp.abs(gb_nll - gb_loss)),
         "grad_beta_scale": jnp.max(jnp.abs(gb_nll)),
     }
+
+
+# ----------------------------------------------------------------------------
+# Penalties: mlejax's alpha <-> prior scales, scikit-learn, glum, glmnet
+# ----------------------------------------------------------------------------
+# mlejax minimises  NLL_total(beta) + alpha (r sum w|b| + (1-r)/2 sum w b^2)
+# (docs/penalties.md derives every map below).
+
+
+def ridge_prior_sd(alpha, weight=1.0):
+    """Ridge ``alpha/2 w b^2`` is the prior ``N(0, sd^2)`` with ``sd = 1/sqrt(alpha w)``.
+
+    >>> float(ridge_prior_sd(4.0))
+    0.5
+    """
+    return 1.0 / jnp.sqrt(jnp.asarray(alpha) * weight)
+
+
+def ridge_alpha_from_prior_sd(sd, weight=1.0):
+    """Inverse of :func:`ridge_prior_sd`: ``alpha = 1 / (w sd^2)``."""
+    return 1.0 / (jnp.asarray(sd) ** 2 * weight)
+
+
+def lasso_prior_scale(alpha, weight=1.0):
+    """Lasso ``alpha w |b|`` is the prior ``Laplace(0, b)`` with ``b = 1/(alpha w)``.
+
+    >>> float(lasso_prior_scale(4.0))
+    0.25
+    """
+    return 1.0 / (jnp.asarray(alpha) * weight)
+
+
+def lasso_alpha_from_prior_scale(b, weight=1.0):
+    """Inverse of :func:`lasso_prior_scale`: ``alpha = 1 / (w b)``."""
+    return 1.0 / (jnp.asarray(b) * weight)
+
+
+def alpha_from_sklearn_C(C):
+    """scikit-learn ``LogisticRegression(C=C)`` (l2, l1 or elastic net) -> ``alpha = 1/C``.
+
+    scikit-learn minimises ``C sum_i loss_i + r |w|_1 + (1-r)/2 |w|^2`` with
+    the summed (not mean) log-loss = the total Bernoulli NLL; dividing by ``C``
+    gives mlejax's objective with ``alpha = 1/C`` and ``l1_ratio = r``. The
+    intercept is unpenalised in both (``fit_intercept=True`` with the lbfgs,
+    newton-cg, newton-cholesky, sag and saga solvers; liblinear penalises it).
+    ``sample_weight`` multiplies ``loss_i`` in both, so the map is unchanged.
+    """
+    return 1.0 / jnp.asarray(C)
+
+
+def sklearn_C_from_alpha(alpha):
+    """Inverse of :func:`alpha_from_sklearn_C`: ``C = 1/alpha``."""
+    return 1.0 / jnp.asarray(alpha)
+
+
+def alpha_from_sklearn_gaussian(alpha_sklearn, estimator: str, sum_weights, sigma2):
+    """scikit-learn's Gaussian estimators -> mlejax's ``alpha`` (same ``l1_ratio``).
+
+    ``Lasso``/``ElasticNet`` minimise ``RSS/(2 n) + a (r|w|_1 + (1-r)/2 |w|^2)``:
+    ``alpha = a n / sigma^2``. ``Ridge`` minimises ``RSS + a |w|^2``:
+    ``alpha = 2 a / (2 sigma^2) = a / sigma^2``. ``n`` is the sum of the sample
+    weights and ``sigma^2`` the Gaussian variance at the MAP, which mlejax
+    estimates jointly (``res.extra["scale"]**2 = RSS/n`` at the MAP): the map is
+    exact at the solution, so it is applied with the fitted ``sigma^2``.
+    """
+    a = jnp.asarray(alpha_sklearn)
+    if estimator in ("Lasso", "ElasticNet"):
+        return a * sum_weights / sigma2
+    if estimator == "Ridge":
+        return a / sigma2
+    raise ValueError(
+        f"estimator must be 'Lasso', 'ElasticNet' or 'Ridge'; got {estimator!r}."
+    )
+
+
+def alpha_from_glum(alpha_glum, sum_weights, dispersion=1.0):
+    """glum's (and glmnet's ``lambda``) -> mlejax's ``alpha`` (same ``l1_ratio``).
+
+    glum minimises ``D / (2 sum s) + a (r |b|_1 + (1-r)/2 |b|^2)`` with ``D`` the
+    weighted deviance; for an exponential family ``NLL = D / (2 phi) + c(y, phi)``,
+    so multiplying by ``sum s / phi``: ``alpha = a * sum_s / phi``. ``phi`` is 1
+    for Bernoulli, Binomial, Poisson and Categorical, ``sigma^2`` for Gaussian
+    and ``1/shape`` for Gamma, at the MAP (mlejax estimates it jointly: use the
+    fitted ``res.extra``).
+    """
+    return jnp.asarray(alpha_glum) * sum_weights / dispersion
+
+
+def glum_alpha_from_alpha(alpha, sum_weights, dispersion=1.0):
+    """Inverse of :func:`alpha_from_glum`: ``a = alpha * phi / sum_s``."""
+    return jnp.asarray(alpha) * dispersion / sum_weights
+
+
+def penalty_from_glmnet(lambda_, alpha_mix, sum_weights, dispersion=1.0, y_sd=None):
+    """glmnet's ``(lambda, alpha)`` -> mlejax's ``(alpha, l1_ratio)``.
+
+    glmnet (``standardize=FALSE``, intercept unpenalised) minimises
+    ``-loglik/n + lambda (a |b|_1 + (1-a)/2 |b|^2)`` (Gaussian: ``RSS/(2n)``;
+    its weights are rescaled to sum to ``n``): as glum, with ``l1_ratio = a``.
+    For ``family="gaussian"`` glmnet first divides ``y`` by its standard
+    deviation ``s_y`` (1/n form) and ``lambda`` by ``s_y``; an elastic net is
+    not homogeneous in ``b``, so on the original scale its ridge part is
+    ``lambda (1-a) / s_y``: pass ``y_sd`` then (the lasso, ``a = 1``, is not
+    affected). Returns ``(alpha, l1_ratio)`` for ``mj.penalties.ElasticNet``.
+    """
+    lam = jnp.asarray(lambda_)
+    l1 = lam * alpha_mix
+    l2 = lam * (1.0 - alpha_mix) / (1.0 if y_sd is None else y_sd)
+    total = l1 + l2
+    ratio = jnp.where(total > 0, l1 / jnp.where(total > 0, total, 1.0), alpha_mix)
+    return alpha_from_glum(total, sum_weights, dispersion), ratio

@@ -19,10 +19,11 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import _buckets, _prepare, diagnostics, engines, inference, linalg
+from mlejax import _buckets, _prepare, _scaling, diagnostics, engines, inference, linalg
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
+from mlejax.penalties import Penalty, check_penalty
 from mlejax.result import FitResult
 from mlejax.status import Status
 
@@ -35,11 +36,10 @@ __all__ = ["fit", "ols", "fit_likelihood"]
 QUICK_COMPILE_SIZE = 1 << 17
 
 
-def _fit_core(
-    X, y, weights, offset, trials, tol, groups, *, family, solver, max_iter, traced, cov
-):
+def _fit_core(*args, family, solver, max_iter, traced, cov):  # + penalty, theta0
+    X, y, weights, offset, trials, tol, groups, *pen = args
     data = GLMData(X, y, weights, offset, trials)
-    eng, solver_name = engines.run(family, data, solver, tol, max_iter)
+    eng, solver_name = engines.run(family, data, solver, tol, max_iter, *pen)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
         ok = diagnostics.input_ok(family, data)
@@ -68,6 +68,7 @@ def _fit_core(
         family_obj=family,
         deviance=dev,
         null_deviance=null_dev,
+        objective=eng.objective,
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
         res = inference.finish(res, data, groups, family, cov)
@@ -86,9 +87,9 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(8, 9, 10, 11))
 def _fit_traced(
-    X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
+    X, y, weights, offset, trials, tol, groups, penalty, family, solver, max_iter, cov
 ):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
@@ -99,6 +100,7 @@ def _fit_traced(
         trials,
         tol,
         groups,
+        penalty,
         family=family,
         solver=solver,
         max_iter=max_iter,
@@ -127,6 +129,7 @@ def fit(
     cov_type: str = "nonrobust",
     groups: ArrayLike | None = None,
     n_groups: int | tuple | None = None,
+    penalty: Penalty | None = None,
 ) -> FitResult:
     """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
 
@@ -158,6 +161,9 @@ def fit(
         ``"HC1"`` (HC0 x n/(n-k), k coefficients) or ``"cluster"`` (with
         ``groups`` ``(n,)`` or ``(n, 2)``; ``n_groups``: static bound on the
         number of groups under ``jit``/``vmap``). See docs/inference.md.
+      penalty: ``mj.penalties.Ridge``/``Lasso``/``ElasticNet``: MAP fit, added to
+        the total NLL (``loglik`` unpenalised, ``res.objective`` penalised, ``cov``
+        the Laplace approximation). See docs/penalties.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -180,13 +186,20 @@ def fit(
         X, y, family, weights, offset, trials
     )
     _prepare.check_cov_type(cov_type, family.smooth)
+    check_penalty(penalty, solver, p=X.shape[1], family=family, cov_type=cov_type)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials)
-    if _prepare.is_traced(*data, tol, groups):
-        res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
+    args = (*data, tol, groups, penalty)
+    if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
+        res, r_eq = _fit_traced(*args, family, solver, max_iter, cov)
         return res.replace(names=names)
+    # (a penalty is not invariant to rescaling a column: no scaling with one)
+    scale = _scaling.column_scales(X) if penalty is None else None
+    if scale is not None:  # exact: powers of two; undone on the result below
+        X = X * scale[None, :]
+        data = (X, *data[1:])
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
         data = _buckets.pad_rows(*data, family, _buckets.bucket_size(X.shape[0]))
@@ -196,6 +209,7 @@ def fit(
         *data,
         tol,
         None,
+        penalty,
         family=family,
         solver=solver,
         max_iter=max_iter,
@@ -209,7 +223,8 @@ def fit(
         cols = linalg.collinear_columns(r_eq, names)
         if cols is not None:
             raise linalg.rank_error(cols, X.shape[1])
-    return diagnostics.post_check(res, X, y, family, weights, trials, names)
+    res = diagnostics.post_check(res, X, y, family, weights, trials, names)
+    return res if scale is None else _scaling.unscale(res, scale)
 
 
 def ols(X: ArrayLike, y: ArrayLike) -> FitResult:

@@ -40,7 +40,7 @@ from mlejax.engines import glm as _glm
 from mlejax.solvers import NewtonProblem, newton_loop
 from mlejax.status import ConvergenceWarning, Status
 
-__all__ = ["ProfileCI", "profile_ci", "profile_ci_full"]
+__all__ = ["ProfileCI", "profile_ci", "profile_ci_full", "profile_ci_traced"]
 
 #: endpoint reason codes (``ProfileCI.status``)
 CONVERGED, FLAT, BOUNDARY, MAX_ITER, NON_FINITE = 0, 1, 2, 3, 4
@@ -248,12 +248,62 @@ def _quick_jit(fn, static):
         return jax.jit(fn, static_argnames=static)
 
 
-def _glm_profile_core(data, theta_hat, se, idx, z, tol, *, family, max_iter):
+#: from this many matrix entries (n * k) on, refits are chord iterations with
+#: the MLE's Hessian (see _glm_profile_core)
+CHORD_MIN_SIZE = 2**18
+#: from this size on the profile is compiled with LLVM's optimisation passes
+LARGE_SIZE = 2**18
+
+
+def _glm_profile_core(
+    data, theta_hat, se, idx, z, tol, *, family, max_iter, chord=False
+):
     obj = objective.make_glm(family, data)
     k = theta_hat.shape[0]
     nb = obj.nb
     project = _glm.extra_projection(family, nb)
     llhat = -obj.value(theta_hat)
+
+    if chord:
+        # Large n: the Hessian of the free block barely changes over the few
+        # standard errors an interval spans, so each refit iterates
+        #   free <- free - H_free(theta_hat)^-1 g_free(free)
+        # (one Cholesky per coordinate, outside the loop) to the same
+        # tolerance: only scores (X' r: a GEMM across the vmapped endpoints),
+        # never a per-endpoint Gram matrix X' W X.
+        _, H_hat, _ = obj.evaluate(theta_hat, True)
+
+        def inner(b, free_init, j):
+            m = _index_map(j, k)
+            full = lambda f: _expand(f, b, j, k)  # noqa: E731
+            L = jnp.linalg.cholesky(H_hat[m][:, m])
+
+            def cond(c):
+                _, step, it = c
+                return (step > tol) & (it < max_iter)
+
+            def body(c):
+                x, _, it = c
+                g, _, _ = obj.evaluate(full(x), False)
+                d = jax.scipy.linalg.cho_solve((L, True), g[m])
+                d = jnp.where(jnp.isfinite(d), d, jnp.nan)
+                step = jnp.max(jnp.abs(d) / (1.0 + jnp.abs(x)))
+                return x - d, jnp.where(jnp.isfinite(step), step, 0.0), it + 1
+
+            big = jnp.asarray(jnp.inf, free_init.dtype)
+            x, step, it = jax.lax.while_loop(cond, body, (free_init, big, 0))
+            th = full(x)
+            g, _, _ = obj.evaluate(th, False)
+            lp = -obj.value(th)
+            ok = (
+                jnp.all(jnp.isfinite(x))
+                & (step <= tol)
+                & jnp.isfinite(lp)
+                & jnp.isfinite(g[j])
+            )
+            return x, lp, -g[j], ok
+
+        return _batched(inner, idx, theta_hat, se, llhat, z, tol)
 
     def inner(b, free_init, j):
         m = _index_map(j, k)
@@ -291,7 +341,62 @@ def _glm_profile_core(data, theta_hat, se, idx, z, tol, *, family, max_iter):
     return _batched(inner, idx, theta_hat, se, llhat, z, tol)
 
 
-_glm_profile = _quick_jit(_glm_profile_core, ("family", "max_iter"))
+_glm_profile = _quick_jit(_glm_profile_core, ("family", "max_iter", "chord"))
+# large problems: LLVM's optimisation pays (elementwise passes over n rows)
+_glm_profile_large = jax.jit(
+    _glm_profile_core, static_argnames=("family", "max_iter", "chord")
+)
+
+
+def profile_ci_traced(
+    X,
+    y,
+    family,
+    params,
+    stderr,
+    idx,
+    *,
+    alpha=0.05,
+    weights=None,
+    offset=None,
+    tol=1e-10,
+    max_iter=100,
+):
+    """Profile intervals from a fit's ``params``/``stderr``, traceable (``jit``/``vmap``).
+
+    The engine of :func:`profile_ci` for callers that already hold the MLE:
+    under ``jax.vmap`` over ``y``, ``params`` and ``stderr`` it profiles a
+    whole batch of fits (a Monte Carlo study) in one compiled call. For
+    families without extra parameters (Bernoulli, Binomial without trials,
+    Poisson); ``idx`` (a static tuple of coefficient indices) says which
+    intervals. Returns ``(ci (m, 2), status (m, 2))`` with the codes of
+    :class:`ProfileCI` (no warning: the status is data).
+    """
+    from scipy import stats
+
+    if family.extra_names or not family.smooth or family.eta_has_axis:
+        raise ValueError(
+            f"profile_ci_traced: family {family.name} has extra parameters or is "
+            "not a smooth single-predictor family; use profile_ci."
+        )
+    alpha = _check_alpha(alpha)
+    X = jnp.asarray(X)
+    n, dtype = X.shape[0], X.dtype
+    w = jnp.ones(n, dtype) if weights is None else jnp.asarray(weights, dtype)
+    off = jnp.zeros(n, dtype) if offset is None else jnp.asarray(offset, dtype)
+    data = objective.GLMData(X, jnp.asarray(y, dtype), w, off, None)
+    z = jnp.asarray(stats.norm.ppf(1 - alpha / 2), dtype)
+    ci, st, _ = _glm_profile_core(
+        data,
+        jnp.asarray(params, dtype),
+        jnp.asarray(stderr, dtype),
+        jnp.asarray(idx),
+        z,
+        jnp.asarray(tol, dtype),
+        family=family,
+        max_iter=max_iter,
+    )
+    return ci, st
 
 
 def _which(params, k: int, names) -> np.ndarray:
@@ -408,7 +513,8 @@ def _profile_ci(X, y, family, alpha, params, full_output, fit_kwargs):
     row_names = res._row_names(nbeta) if res.names is not None else None
     idx = _which(params, nbeta, row_names)
     z = float(stats.norm.ppf(1 - alpha / 2))
-    ci, st, it = _glm_profile(
+    large = Xa.size >= LARGE_SIZE
+    ci, st, it = (_glm_profile_large if large else _glm_profile)(
         data,
         theta_hat,
         se,
@@ -417,6 +523,7 @@ def _profile_ci(X, y, family, alpha, params, full_output, fit_kwargs):
         np.asarray(fit_kwargs.get("tol", 1e-10), dtype),
         family=family,
         max_iter=int(fit_kwargs.get("max_iter", 100)),
+        chord=bool(Xa.size >= CHORD_MIN_SIZE and family.convex),
     )
     return _finish(ci, st, it, beta[idx], full_output, "profile_ci")
 

@@ -52,6 +52,8 @@ class FitResult:
       model_spec: for ``mj.fit_formula``, the formula's encoding (a
         :class:`mlejax.formula.FormulaSpec`: ``predict`` on a data frame uses
         it); ``None`` otherwise. Pytree metadata.
+      objective: penalised fits only: the minimised ``-loglik + penalty``
+        (``loglik`` stays the unpenalised log-likelihood at the MAP).
     """
 
     params: object
@@ -76,6 +78,9 @@ class FitResult:
     cov_type: str = "nonrobust"
     family_obj: object = None
     model_spec: object = None
+    #: penalised fits (``penalty=``): the minimised ``-loglik + penalty`` (the
+    #: negative log posterior up to a constant); ``None`` for a plain MLE
+    objective: jax.Array | None = None
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
@@ -104,6 +109,15 @@ class FitResult:
         if not self.batch_shape:
             raise TypeError("len() of a single fit; only a batch of fits has one.")
         return self.batch_shape[0]
+
+    def _penalty_lines(self) -> list[str]:
+        if self.objective is None:
+            return []
+        return [
+            f"penalised (MAP): objective -loglik + penalty "
+            f"{float(np.asarray(self.objective)):.6g}; stderr from the Laplace "
+            "approximation (NaN at exact zeros)"
+        ]
 
     @property
     def reason(self) -> str | list:
@@ -168,6 +182,7 @@ class FitResult:
             + f"   Solver: {self.solver}",
             cov_line,
             *self._class_lines(),
+            *self._penalty_lines(),
             "",
             "Coefficients:",
             head,
@@ -431,6 +446,7 @@ jax.tree_util.register_dataclass(
         "deviance",
         "null_deviance",
         "n_groups",
+        "objective",
     ],
     meta_fields=["family", "solver", "names", "cov_type", "family_obj", "model_spec"],
 )

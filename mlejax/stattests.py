@@ -172,6 +172,11 @@ def predict(res: FitResult, X_new, offset=None, which="mean", se=False, alpha=0.
     ``se_mean = |dmu/deta| se_eta``, ``se_eta = sqrt(diag(X V X'))``, and the
     interval mapped from the linear scale (t quantiles with ``df_resid`` for
     Gaussian, as statsmodels' OLS; normal otherwise).
+
+    Categorical (``K`` classes): ``"linear"`` gives ``eta`` ``(n, K-1)``,
+    ``"mean"`` the class probabilities ``(n, K)``; with ``se=True`` the
+    standard errors have the same shape and ``ci`` one more axis of 2 (see
+    :func:`_predict_multi`).
     """
     _single(res, "predict")
     fam = res.family_obj
@@ -185,7 +190,7 @@ def predict(res: FitResult, X_new, offset=None, which="mean", se=False, alpha=0.
     _check_alpha(alpha)
     beta = jnp.asarray(res.params)
     Xn = X_new.to_numpy() if hasattr(X_new, "to_numpy") else X_new
-    Xn = jnp.asarray(Xn, beta.dtype)
+    Xn = np.asarray(Xn, beta.dtype)
     if Xn.ndim == 1:
         Xn = Xn[None, :]
     if Xn.ndim != 2 or Xn.shape[1] != beta.shape[0]:
@@ -194,27 +199,60 @@ def predict(res: FitResult, X_new, offset=None, which="mean", se=False, alpha=0.
             f"shape {tuple(np.shape(X_new))}."
         )
     n = Xn.shape[0]
-    off = (
-        jnp.zeros(n, beta.dtype) if offset is None else jnp.asarray(offset, beta.dtype)
-    )
+    off = np.zeros(n, beta.dtype) if offset is None else np.asarray(offset, beta.dtype)
     if off.shape != (n,):
         raise ValueError(f"offset must have shape ({n},); got {off.shape}.")
+    q = float(np.asarray(res._quantile(alpha))) if se else 0.0
+    out = _predict_core(
+        fam, which, bool(se), Xn, beta, off, jnp.asarray(res.cov), np.asarray(q)
+    )
+    return Prediction(*out) if se else out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _predict_core(fam, which, se, Xn, beta, off, V, q):
+    """The prediction, compiled once per family, scale and shape."""
     axis = fam.eta_has_axis
     eta = Xn @ beta + (off[:, None] if axis else off)
     out = eta if which == "linear" else fam.mean(eta)
     if not se:
         return out
     if axis:
-        raise ValueError("predict(se=True) is for single-predictor families.")
-    se_eta = jnp.sqrt(jnp.einsum("ni,ij,nj->n", Xn, jnp.asarray(res.cov), Xn))
-    q = float(np.asarray(res._quantile(alpha)))
+        return _predict_multi(fam, Xn, beta, eta, out, which, V, q)
+    se_eta = jnp.sqrt(jnp.einsum("ni,ij,nj->n", Xn, V, Xn))
     lo, hi = eta - q * se_eta, eta + q * se_eta
     if which == "linear":
-        return Prediction(eta, se_eta, jnp.stack([lo, hi], axis=-1))
+        return eta, se_eta, jnp.stack([lo, hi], axis=-1)
     dmu = jax.vmap(jax.grad(lambda e: fam.mean(e)))(eta)
     a, b = fam.mean(lo), fam.mean(hi)
     ci = jnp.stack([jnp.minimum(a, b), jnp.maximum(a, b)], axis=-1)
-    return Prediction(out, jnp.abs(dmu) * se_eta, ci)
+    return out, jnp.abs(dmu) * se_eta, ci
+
+
+def _predict_multi(fam, Xn, beta, eta, out, which, V, q):
+    """``predict(se=True)`` for a multi-predictor family (Categorical).
+
+    ``which="linear"``: ``eta`` ``(n, K-1)`` with ``se_eta[i, c] =
+    sqrt(x_i' V_c x_i)``, ``V_c`` the covariance of column ``c`` of
+    ``params``; ``which="mean"``: the class probabilities ``(n, K)`` with the
+    delta-method standard errors from the exact Jacobian of the softmax in all
+    ``p (K-1)`` coefficients. Intervals ``(n, ., 2)``: Wald on the linear
+    scale; for probabilities Wald on the probability scale clipped to
+    ``[0, 1]`` (no single linear predictor maps to one class probability).
+    """
+    p, m = beta.shape[0], eta.shape[1]
+    if which == "linear":
+        Vc = V.reshape(p, m, p, m)
+        se = jnp.sqrt(jnp.einsum("ni,icjc,nj->nc", Xn, Vc, Xn))
+        return eta, se, jnp.stack([eta - q * se, eta + q * se], axis=-1)
+    # d mu_k / d beta_{j,c} = x_j * d mu_k / d eta_c  (row-major beta, cov order)
+    D = jax.vmap(jax.jacfwd(lambda e: fam.mean(e[None, :])[0]))(eta)  # (n, K, m)
+    n, K, _ = D.shape
+    J = jnp.einsum("nj,nkc->nkjc", Xn, D).reshape(n, K, p * m)
+    se = jnp.sqrt(jnp.einsum("nka,ab,nkb->nk", J, V, J))
+    lo = jnp.clip(out - q * se, 0.0, 1.0)
+    hi = jnp.clip(out + q * se, 0.0, 1.0)
+    return out, se, jnp.stack([lo, hi], axis=-1)
 
 
 def delta_method(res: FitResult, fn) -> DeltaMethod:

@@ -18,6 +18,7 @@ import pytest
 
 import mlejax as mj
 from experiments import EXPERIMENTS, config, core, suite, writers
+from experiments import coverage as cv
 from experiments import gradient_equivalence as ge
 from experiments import linear_vs_ols as lin
 from experiments import logistic_fit as logi
@@ -45,6 +46,10 @@ TINY = {
     ),
     "robust_regression": config.RobustRegression(
         n=60, p=2, replications=40, scenarios=["outliers"], families=["Laplace"]
+    ),
+    # the profile search compiles for long: the tiny run checks the Wald paths
+    "coverage": config.Coverage(
+        settings=["overdispersed_poisson"], replications=40, profile=False, n_poisson=40
     ),
 }
 
@@ -136,6 +141,52 @@ def test_robust_regression_laplace_beats_least_squares_under_outliers(results):
     assert row["family"] == "Laplace"
     assert row["rmse_slopes"] < 0.7 * rmse_ols
     assert row["converged"] >= cfg.replications - 2
+
+
+def test_coverage_counts_equal_statsmodels_intervals(results):
+    """Every replication's model-based and HC0 intervals recomputed by
+    statsmodels (GLM Poisson, cov_type nonrobust / HC0): the same counts."""
+    sm = pytest.importorskip("statsmodels.api")
+    cfg = TINY["coverage"]
+    (row,) = results["coverage"]["tables"]["coverage"][:1]
+    X, Y, _ = cv.draw(
+        cfg,
+        "overdispersed_poisson",
+        core.fold(_exp_key("coverage"), "overdispersed_poisson"),
+        cfg.replications,
+    )
+    z, b1 = 1.959963984540054, cv.TRUE["overdispersed_poisson"][1]
+    counts = {"model": 0, "HC0": 0}
+    for Xi, yi in zip(np.asarray(X), np.asarray(Y), strict=True):
+        for m, ct in (("model", "nonrobust"), ("HC0", "HC0")):
+            r = sm.GLM(yi, Xi, family=sm.families.Poisson()).fit(cov_type=ct, tol=1e-12)
+            counts[m] += abs(r.params[1] - b1) <= z * r.bse[1]
+    rows = {r["method"]: r for r in results["coverage"]["tables"]["coverage"]}
+    assert rows["model"]["used"] == cfg.replications
+    for m in counts:
+        assert round(rows[m]["coverage"] * cfg.replications) == counts[m]
+    assert row["setting"] == "overdispersed_poisson"
+
+
+def test_coverage_pseudo_true_solves_the_population_score():
+    """The clustered setting's estimand: the population logistic score vanishes
+    there (scipy's adaptive quad_vec over the cluster effect, Simpson over x;
+    not the Gauss-Hermite rule the experiment uses)."""
+    from scipy import integrate, special, stats
+
+    b, sd, xs = (-0.3, 1.0), 1.0, math.sqrt(1.25)
+    c = cv.pseudo_true_logistic(b, sd, xs)
+    x = np.linspace(-10 * xs, 10 * xs, 4001)
+    p_marg = integrate.quad_vec(
+        lambda a: special.expit(b[0] + b[1] * x + sd * a) * stats.norm.pdf(a),
+        -12,
+        12,
+        epsabs=1e-14,
+    )[0]
+    resid = (p_marg - special.expit(c[0] + c[1] * x)) * stats.norm.pdf(x, 0, xs)
+    for k in (0, 1):
+        assert abs(integrate.simpson(x**k * resid, x=x)) < 1e-10
+    assert abs(c[1]) < abs(b[1])  # attenuated towards zero
 
 
 # -- run directories, resume ------------------------------------------------------

@@ -127,12 +127,11 @@ KINDS = {
     "dup_col": Spec(error=RANK),
     "zero_col": Spec(error=RANK),
     "const_col": Spec(error=RANK),
-    # Full rank, judged after equilibration. KNOWN LIMITATION (reliability
-    # issue, open): beyond about 1e+-154 a column's squares leave the float64
-    # range and the host rank check calls it collinear; that ValueError is
-    # tolerated here until the design is pre-scaled. Never a wrong "converged".
-    "tiny_col": Spec(may_error=True),
-    "huge_col": Spec(may_error=True),
+    # Full rank, judged after equilibration; eagerly fitted after an exact
+    # power-of-two column scaling (beyond about 1e+-154 the squares of such a
+    # column leave the float64 range). Never an error, never a wrong "converged".
+    "tiny_col": Spec(),
+    "huge_col": Spec(),
     "zero_weights": Spec(),
     "few_pos_weights": Spec(error=r"parameters|observations|identif|rank"),
     "all_zero_weights": Spec(error=r"parameters|observations|weight"),
@@ -673,7 +672,9 @@ def _run(family, solver, transform, kind, knobs):
                 f"{key}: good member {m} spoiled: {res[m].reason} "
                 f"(eagerly {ref.reason})"
             )
-            _same_params(res[m], ref, f"{key}: good member {m} vs its eager fit")
+            if bool(ref.converged):  # an unconverged stop (Laplace by L-BFGS) is
+                # wherever the iteration cap left it: batched rounding may differ
+                _same_params(res[m], ref, f"{key}: good member {m} vs its eager fit")
 
 
 @pytest.mark.parametrize("family,solver,transform,kind,fast", _params())

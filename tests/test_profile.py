@@ -86,3 +86,16 @@ def test_bad_alpha_is_value_error():
     for bad in (0.0, 1.0, -0.1, "x"):
         with pytest.raises(ValueError, match="alpha"):
             mj.profile_ci(X, y, mj.families.Bernoulli(), alpha=bad)
+
+
+def test_chord_refits_match_exact_r_profile(monkeypatch):
+    """Large problems refit with the MLE's Hessian (chord iterations): the
+    endpoints are the same roots (R's exact uniroot endpoints), forced here on
+    the small reference problem."""
+    monkeypatch.setattr(profile, "CHORD_MIN_SIZE", 0)
+    X, y = _bernoulli()
+    ref = _csv("profile_ci_bernoulli_ref.csv")
+    out = profile.profile_ci_full(X, y, mj.families.Bernoulli())
+    want = np.column_stack([ref["lower"], ref["upper"]])
+    np.testing.assert_allclose(np.asarray(out.ci), want, rtol=0, atol=1e-6)
+    assert (out.status == profile.CONVERGED).all()

@@ -261,3 +261,24 @@ def test_pandas_series_is_aligned_on_the_index(design):
     y_other.index = y_other.index + 1
     with pytest.raises(ValueError, match="index does not match X's index"):
         mj.fit(X, y_other, F.Gaussian())
+
+
+@pytest.mark.parametrize("expo", [-200, 160])
+def test_extreme_column_scales_are_fitted_exactly(expo):
+    # full rank after equilibration: a column times 1e-200 or 1e160 (its squares
+    # leave float64) is fitted after an exact power-of-two rescaling; the
+    # answer is statsmodels' fit of the unscaled design with that coefficient
+    # (and its standard error) divided by the factor
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(7)
+    X = mj.add_constant(rng.normal(size=(80, 2)))
+    y = (rng.uniform(size=80) < 1 / (1 + np.exp(-X @ [0.3, 1.0, -1.0]))).astype(float)
+    ref = sm.Logit(y, X).fit(disp=0, method="newton", tol=1e-14, maxiter=100)
+    Xs = X.copy()
+    Xs[:, 2] *= 10.0**expo
+    res = mj.fit(Xs, y, mj.families.Bernoulli())
+    assert bool(res.converged), res.reason
+    f = np.array([1.0, 1.0, 10.0**-expo])
+    np.testing.assert_allclose(np.asarray(res.params), ref.params * f, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(res.stderr), ref.bse * f, rtol=1e-8)
+    np.testing.assert_allclose(float(res.loglik), ref.llf, rtol=1e-12)

@@ -5,6 +5,8 @@
 * :mod:`~mlejax.engines.lstsq`: Gaussian with ``solver="newton"``: the
   accurate least-squares solve of :func:`mlejax.ols`;
 * :mod:`~mlejax.engines.lad`: Laplace with ``solver="newton"``: exact LAD;
+* :mod:`~mlejax.engines.penalized`: any ``penalty=`` (MAP): Newton for
+  Ridge, proximal Newton with coordinate descent for Lasso/ElasticNet;
 * :mod:`~mlejax.engines.likelihood`: ``fit_likelihood`` over any pytree.
 
 A family picks its Newton engine with ``Family.newton_engine``; every engine
@@ -33,11 +35,21 @@ class EngineResult(NamedTuple):
     trace: jax.Array
     #: equilibrated R factor for the host-side rank check (lstsq), else None
     r_eq: jax.Array | None = None
+    #: penalised fits: the minimised -loglik + penalty (else None)
+    objective: jax.Array | None = None
 
 
-def run(family, data, solver, tol, max_iter: int) -> tuple[EngineResult, str]:
+def run(
+    family, data, solver, tol, max_iter: int, penalty=None, theta0=None
+) -> tuple[EngineResult, str]:
     """The engine for ``family`` and ``solver``, and the solver's reported name."""
-    from mlejax.engines import glm, lad, lstsq
+    from mlejax.engines import glm, lad, lstsq, penalized
+
+    if penalty is not None:  # MAP: Newton / proximal Newton for every smooth family
+        eng = penalized.fit(family, data, solver, tol, max_iter, penalty, theta0)
+        if penalty.kind == "l1":
+            return eng, "prox-newton-cd"
+        return eng, solver if isinstance(solver, str) else "optax"
 
     if solver == "newton" and family.newton_engine == "lstsq":
         return lstsq.fit(family, data), "qr"

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from mlejax import inference
-from mlejax.solvers import lbfgs, newton, optax_loop
+from mlejax.penalties import Penalty
+from mlejax.solvers import dense_problem, lbfgs, newton, optax_loop
+from mlejax.solvers.prox_newton import prox_newton_loop
 from mlejax.status import Status
 
 
@@ -22,14 +24,44 @@ def fit(
     max_iter: int,
     n_obs,
     cov=("nonrobust", None),
+    penalty=None,
 ):
-    """Traced core: returns the fields of a ``FitResult`` as a dict."""
+    """Traced core: returns the fields of a ``FitResult`` as a dict.
+
+    ``penalty``: ``None``, a ``mj.penalties`` penalty on every leaf, or a
+    callable ``log_prior(params)`` (its negative is added to the NLL).
+    """
     flat0, unravel = ravel_pytree(init_params)
 
-    def nll(theta):
+    def nll_ll(theta):
         return -jnp.sum(loglik(unravel(theta), *data))
 
-    if solver == "newton":
+    l1 = None
+    if penalty is None:
+        nll = nll_ll
+    elif isinstance(penalty, Penalty):
+        w_pen = penalty.tree_weights(init_params)
+        l2 = penalty.l2_strength * w_pen
+        if penalty.kind == "l1":
+            l1 = penalty.l1_strength * w_pen
+
+        def nll(theta):
+            return nll_ll(theta) + 0.5 * jnp.sum(l2 * theta**2)
+    else:
+
+        def nll(theta):
+            return nll_ll(theta) - penalty(unravel(theta))
+
+    if l1 is not None:
+
+        def vgh(theta):
+            f, g = jax.value_and_grad(nll)(theta)
+            return f, g, jax.hessian(nll)(theta)
+
+        problem = dense_problem(nll, vgh, flat0.shape[0])
+        out = prox_newton_loop(problem, flat0, l1, tol=tol, max_iter=max_iter)
+        info, trace = out.H, out.trace
+    elif solver == "newton":
 
         def vgh(theta):
             f, g = jax.value_and_grad(nll)(theta)
@@ -46,7 +78,18 @@ def fit(
         info, trace = jax.hessian(nll)(out.x), out.trace * n_obs
     theta = out.x
     k = flat0.shape[0]
+    active = None
+    if l1 is not None:  # zeros on the kink: no curvature, stderr NaN
+        active = (theta != 0) | (l1 == 0)
+        both = active[:, None] & active[None, :]
+        info = jnp.where(both, info, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0))
     inf = inference.from_information(info, k)
+    if active is not None:
+        both = active[:, None] & active[None, :]
+        inf = inf._replace(
+            cov=jnp.where(both, inf.cov, jnp.nan),
+            stderr=jnp.where(active, inf.stderr, jnp.nan),
+        )
     n_groups = None
     if cov[0] != "nonrobust":  # per-observation scores: loglik returns (n,)
         S = jax.jacrev(lambda t: loglik(unravel(t), *data))(theta)
@@ -55,11 +98,12 @@ def fit(
         nobs_r = jnp.asarray(S.shape[0], S.dtype)
         c, n_groups = inference.sandwich(info, S, w, cov[0], codes, nobs_r, k)
         inf = inf._replace(cov=c, stderr=jnp.sqrt(jnp.diag(c)))
-    ll = -nll(theta)
+    ll = -nll_ll(theta)
     # A maximum needs a negative-definite Hessian of the log-likelihood (the
     # Cholesky the covariance needs): a saddle, a minimum or a flat direction
     # is reported, never called converged.
-    pd = jnp.all(jnp.isfinite(inf.stderr))
+    se_act = inf.stderr if active is None else jnp.where(active, inf.stderr, 0.0)
+    pd = jnp.all(jnp.isfinite(se_act))
     status = jnp.where(
         (out.status == Status.CONVERGED) & ~pd, int(Status.NOT_MAXIMUM), out.status
     )
@@ -80,4 +124,9 @@ def fit(
         status=status,
         trace=trace,
         n_groups=n_groups,
+        objective=None if penalty is None else nll(theta) + _l1_value(l1, theta),
     )
+
+
+def _l1_value(l1, theta):
+    return 0.0 if l1 is None else jnp.sum(l1 * jnp.abs(theta))

@@ -42,6 +42,7 @@ from mlejax.linalg.rank import (
     RANK_RTOL,
     check_rank,
     collinear_columns,
+    pow2_column_scales,
     rank_deficient,
     rank_error,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "collinear_columns",
     "rank_error",
     "check_rank",
+    "pow2_column_scales",
     "RANK_RTOL",
     "ROUTE_HOUSEHOLDER",
     "ROUTE_TALL",

@@ -55,6 +55,20 @@ def collinear_columns(
     return [names[j] for j in sorted(involved)]
 
 
+def pow2_column_scales(X: np.ndarray) -> np.ndarray:
+    """Per-column powers of two near ``1/max|x_j|`` (1 for zero columns), host side.
+
+    Multiplying by them is exact (exponents only, barring underflow), so a fit
+    of ``X * s`` is the fit of ``X`` with coefficients divided by ``s``.
+    """
+    m = np.max(np.abs(X), axis=0, initial=0.0) if X.shape[0] else np.zeros(X.shape[1])
+    ok = np.isfinite(m) & (m > 0)
+    _, e = np.frexp(np.where(ok, m, 1.0))
+    return np.ldexp(np.ones_like(m, dtype=np.float64), np.where(ok, -e + 1, 0)).astype(
+        X.dtype if X.dtype.kind == "f" else np.float64
+    )
+
+
 def rank_error(cols: list[str], p: int) -> ValueError:
     """The error for a rank-deficient design: which columns, and the fix."""
     return ValueError(
@@ -77,7 +91,9 @@ def check_rank(Xc: np.ndarray, names: Sequence[str] | None) -> None:
     p = Xc.shape[1]
     if Xc.shape[0] < p:
         return
-    R = np.linalg.qr(Xc, mode="r")[:p]
+    # powers of two first (exact): R's column norms of a column beyond 1e+-154
+    # would overflow or underflow when squared
+    R = np.linalg.qr(Xc * pow2_column_scales(Xc), mode="r")[:p]
     cols = collinear_columns(R, names)
     if cols is not None:
         raise rank_error(cols, p)
