@@ -22,6 +22,7 @@ from jax.typing import ArrayLike
 from mlejax import equivalence, families, fit, losses, penalties, stattests, status
 from mlejax.families import STUDENT_T_DF_MAX
 from mlejax.fit import fit_likelihood, ols
+from mlejax.formula import fit_formula
 from mlejax.path import fit_path
 from mlejax.profile import profile_ci
 from mlejax.profile_likelihood import profile_ci_likelihood
@@ -107,6 +108,7 @@ __all__ = [
     "STUDENT_T_DF_MAX",
     "fit",
     "fit_likelihood",
+    "fit_formula",
     "fit_path",
     "ols",
     "add_constant",

@@ -9,6 +9,7 @@ import optax
 
 from mlejax import _buckets, _checks, linalg
 from mlejax import families as fam
+from mlejax.result import ParamNames
 
 __all__ = [
     "prepare",
@@ -109,6 +110,7 @@ def prepare(X, y, family, weights, offset, trials):
             ("trials", trials),
         )
     )
+    y, classes = encode_labels(y, family)
     for nm, a in (
         ("X", X),
         ("y", y),
@@ -182,7 +184,99 @@ def prepare(X, y, family, weights, offset, trials):
         Xc = Xc[wc > 0]
     if Xc is not None:
         linalg.check_rank(Xc, names)
+    if classes is not None:
+        names = ParamNames(names or tuple(f"x{j}" for j in range(p)), classes)
     return X, y, weights, offset, trials, names
+
+
+def encode_labels(y, family):
+    """``(y, classes)``: labels as class codes, booleans as 0/1.
+
+    Categorical (``support == "labels"``): string labels, a pandas Categorical
+    or an object Series become codes ``0..K-1`` in the class order (the
+    categorical's categories, else the sorted labels) with the family's
+    ``reference`` moved to the front; integer codes are reordered the same
+    way when a ``reference`` is given (also traced). ``classes`` is that
+    order, or ``None`` for integer codes without a reference. Binary
+    families: a pandas nullable boolean ``y`` becomes 0.0/1.0 (NaN where
+    missing, which the finiteness check then names).
+    """
+    if y is None:
+        return y, None
+    if family.support == "binary" and str(getattr(y, "dtype", "")) == "boolean":
+        return y.astype("float64"), None
+    if family.support != "labels":
+        return y, None
+    K, ref = family.n_classes, getattr(family, "reference", None)
+    cats, codes = _label_codes(y)
+    if cats is None:  # integer codes (or tracers): reorder for the reference only
+        if ref is None:
+            return y, None
+        if (
+            isinstance(ref, bool)
+            or not isinstance(ref, int | np.integer)
+            or not (0 <= ref < K)
+        ):
+            raise ValueError(
+                f"Categorical: reference={ref!r} must be a class code in 0..{K - 1} "
+                "for integer y (or give y as labels)."
+            )
+        r = int(ref)
+        yv = y.to_numpy() if hasattr(y, "to_numpy") else y
+        xp = jnp if isinstance(yv, jax.Array) else np
+        yv = xp.asarray(yv)
+        moved = xp.where(yv == r, 0, xp.where(yv < r, yv + 1, yv))
+        return moved, (r, *(c for c in range(K) if c != r))
+    if len(cats) != K:
+        raise ValueError(
+            f"Categorical(n_classes={K}) but y has {len(cats)} classes "
+            f"{list(cats)[:10]}; use mj.families.Categorical({len(cats)}), or give y "
+            "as a pandas Categorical whose categories list every class."
+        )
+    if (codes < 0).any():
+        i = int(np.flatnonzero(codes < 0)[0])
+        raise ValueError(
+            f"y has a missing label at row {i}; drop or impute that row before fitting."
+        )
+    order = list(range(K))
+    if ref is not None:
+        hits = [i for i, c in enumerate(cats) if c == ref or str(c) == str(ref)]
+        if not hits:
+            raise ValueError(
+                f"Categorical: reference={ref!r} is not a class of y; the classes "
+                f"are {list(cats)}."
+            )
+        order = [hits[0], *(i for i in order if i != hits[0])]
+    pos = np.empty(K, np.int64)
+    pos[order] = np.arange(K)
+    return pos[codes].astype(np.float64), tuple(
+        c.item() if hasattr(c, "item") else c for c in (cats[i] for i in order)
+    )
+
+
+def _label_codes(y):
+    """``(classes, codes)`` of label data, or ``(None, None)`` for numbers."""
+    if isinstance(y, jax.Array | jax.core.Tracer):
+        return None, None
+    cat = getattr(y, "cat", None)  # a pandas Series of dtype category
+    cat = cat if cat is not None else (y if hasattr(y, "categories") else None)
+    if cat is not None and hasattr(cat, "codes"):
+        return list(cat.categories), np.asarray(cat.codes, np.int64)
+    a = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+    if a.dtype.kind in "biufc":
+        return None, None
+    a = a.ravel()
+    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in a])
+    if missing.any():
+        codes = np.full(a.shape, -1, np.int64)
+        cats, inv = np.unique(a[~missing].astype(str), return_inverse=True)
+        codes[~missing] = inv
+        return list(cats), codes
+    try:
+        cats, inv = np.unique(a, return_inverse=True)
+    except TypeError:  # mixed types: order by their text
+        cats, inv = np.unique(a.astype(str), return_inverse=True)
+    return list(cats), inv.reshape(-1).astype(np.int64)
 
 
 def check_solver(solver) -> None:

@@ -12,6 +12,24 @@ import numpy as np
 from mlejax.status import reason as _reason
 
 
+class ParamNames(tuple):
+    """Column names of ``X`` that also carry the class labels of a Categorical fit.
+
+    A tuple (so it compares and hashes as the names do); ``classes`` is the
+    class order, reference first, or ``None``.
+    """
+
+    classes: tuple | None
+
+    def __new__(cls, names, classes=None):
+        out = super().__new__(cls, names)
+        out.classes = None if classes is None else tuple(classes)
+        return out
+
+    def __reduce__(self):
+        return (ParamNames, (tuple(self), self.classes))
+
+
 @dataclasses.dataclass(frozen=True)
 class FitResult:
     """The outcome of one fit; a pytree, so it passes through ``jit`` and ``vmap``.
@@ -31,6 +49,9 @@ class FitResult:
       status: reason code, a :class:`mlejax.status.Status` (``reason`` in words).
       trace: objective (NLL) per iteration, NaN-padded to ``max_iter + 1``.
       family, solver, names: static descriptions (pytree metadata).
+      model_spec: for ``mj.fit_formula``, the formula's encoding (a
+        :class:`mlejax.formula.FormulaSpec`: ``predict`` on a data frame uses
+        it); ``None`` otherwise. Pytree metadata.
       objective: penalised fits only: the minimised ``-loglik + penalty``
         (``loglik`` stays the unpenalised log-likelihood at the MAP).
       dispersion: the dispersion ``phi`` used in the model-based covariance
@@ -60,6 +81,7 @@ class FitResult:
     n_groups: jax.Array | None = None
     cov_type: str = "nonrobust"
     family_obj: object = None
+    model_spec: object = None
     #: penalised fits (``penalty=``): the minimised ``-loglik + penalty`` (the
     #: negative log posterior up to a constant); ``None`` for a plain MLE
     objective: jax.Array | None = None
@@ -70,6 +92,12 @@ class FitResult:
 
     def replace(self, **kw) -> FitResult:
         return dataclasses.replace(self, **kw)
+
+    @property
+    def classes(self) -> tuple | None:
+        """Class labels of a Categorical fit, reference first (``None`` when
+        ``y`` held integer codes with the default reference)."""
+        return getattr(self.names, "classes", None)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -141,9 +169,12 @@ class FitResult:
         lo, hi = params - zq * se, params + zq * se
         ci = f"[{alpha / 2:.3f}"
         ci2 = f"{1 - alpha / 2:.3f}]"
-        w = max(12, max(len(s) for s in names) + 1)
-        zn, pn = ("t", "P>|t|") if use_t else ("z", "P>|z|")
-        head = f"{'':<{w}}{'coef':>13}{'stderr':>12}{zn:>9}{pn:>9}{ci:>13}{ci2:>13}"
+        w = max(12, max(len(s) for s in [*names, *self.extra]) + 1)
+        zn, pn = ("t value", "Pr(>|t|)") if use_t else ("z value", "Pr(>|z|)")
+        head = (
+            f"{'':<{w}}{'Estimate':>13}{'Std. Error':>12}{zn:>9}{pn:>10}"
+            f"{ci:>13}{ci2:>13}"
+        )
         cov_line = f"covariance {self.cov_type}"
         if self.cov_type == "cluster" and self.n_groups is not None:
             ng = np.atleast_1d(np.asarray(self.n_groups)).tolist()
@@ -151,48 +182,125 @@ class FitResult:
         cov_line += f"   Wald {'t' if use_t else 'z'} distribution" + (
             f" (df_resid {df:g})" if use_t else ""
         )
-        disp_lines = []
-        if self.dispersion_method and self.dispersion is not None:
-            how = {
-                "pearson": "Pearson: sum(v (y-mu)^2 / V(mu)) / df_resid",
-                "mle": "MLE: " + ("scale^2" if "scale" in self.extra else "1 / shape"),
-            }[self.dispersion_method]
-            phi = float(np.asarray(self.dispersion))
-            disp_lines.append(f"dispersion {phi:.6g} ({how})")
+        link = getattr(self.family_obj, "link_name", None)
         lines = [
-            f"{self.family} regression, solver {self.solver}",
+            *self._call_lines(),
+            f"Family: {self.family}"
+            + (f"   Link: {link}" if isinstance(link, str) else "")
+            + f"   Solver: {self.solver}",
             cov_line,
-            *disp_lines,
-            f"nobs {float(np.asarray(self.nobs)):g}   loglik {float(np.asarray(self.loglik)):.6g}"
-            f"   AIC {float(np.asarray(self.aic)):.6g}   BIC {float(np.asarray(self.bic)):.6g}",
-            f"iterations {int(np.asarray(self.n_iter))}   converged "
-            f"{bool(np.asarray(self.converged))} ({self.reason})",
-            *self._deviance_lines(),
+            *self._class_lines(),
             *self._penalty_lines(),
-            "=" * len(head),
+            "",
+            "Coefficients:",
             head,
             "-" * len(head),
         ]
         for i, nm in enumerate(names):
             lines.append(
-                f"{nm:<{w}}{params[i]:>13.6g}{se[i]:>12.4g}{z[i]:>9.3f}{pval[i]:>9.3f}"
+                f"{nm:<{w}}{params[i]:>13.6g}{se[i]:>12.4g}{z[i]:>9.3f}{pval[i]:>10.3g}"
                 f"{lo[i]:>13.6g}{hi[i]:>13.6g}"
             )
         for k, v in self.extra.items():
             s = self.extra_stderr.get(k, math.nan)
             lines.append(
                 f"{k:<{w}}{float(np.asarray(v)):>13.6g}{float(np.asarray(s)):>12.4g}"
+                "   (estimated by maximum likelihood)"
             )
-        lines.append("=" * len(head))
+        lines += ["---", *self._dispersion_lines(), "", *self._deviance_lines()]
+        lines += [
+            f"AIC: {float(np.asarray(self.aic)):.6g}   BIC: "
+            f"{float(np.asarray(self.bic)):.6g}   log-likelihood: "
+            f"{float(np.asarray(self.loglik)):.6g}   nobs: "
+            f"{float(np.asarray(self.nobs)):g}",
+            "",
+            f"Number of {self.solver} iterations: {int(np.asarray(self.n_iter))}   "
+            f"converged {bool(np.asarray(self.converged))} ({self.reason})",
+        ]
         return "\n".join(lines)
+
+    def _call_lines(self) -> list[str]:
+        spec = self.model_spec
+        if spec is None:
+            return []
+        return [f"Call: mj.fit_formula({spec.formula!r}, family={self.family})"]
+
+    def _class_lines(self) -> list[str]:
+        classes = self.classes
+        if classes is None:
+            return []
+        return [
+            f"classes: {', '.join(map(str, classes))} (reference {classes[0]}: "
+            "logit 0; each coefficient is named term[class])"
+        ]
+
+    def _dispersion_lines(self) -> list[str]:
+        """R's dispersion note, with mlejax's convention where it differs."""
+        fam = self.family_obj
+        if fam is None or fam.eta_has_axis:
+            return []
+        how = {
+            "pearson": "the Pearson estimate sum(v (y-mu)^2 / V(mu)) / df_resid, "
+            "as R's summary.glm",
+            "mle": "the maximum-likelihood estimate (MLE)",
+        }.get(self.dispersion_method)
+        ols = getattr(fam, "ols_convention", False)
+        if (
+            how
+            and self.dispersion is not None
+            and (self.dispersion_method == "mle" or not ols)
+        ):
+            phi = float(np.asarray(self.dispersion))
+            return [
+                f"(Dispersion parameter for {self.family} family taken to be "
+                f"{phi:.6g}: {how})"
+            ]
+        if ols and self.deviance is not None:
+            phi = float(np.asarray(self.deviance)) / float(np.asarray(self.df_resid))
+            return [
+                f"(Dispersion parameter for {self.family} family taken to be "
+                f"{phi:.6g}: the Pearson estimate sum(v r^2) / df_resid, as R's glm and lm; "
+                "extra scale is the MLE sqrt(RSS / nobs))"
+            ]
+        if not fam.extra_names:
+            return [f"(Dispersion parameter for {self.family} family taken to be 1)"]
+        est = ", ".join(
+            f"{k} = {float(np.asarray(v)):.6g}" for k, v in self.extra.items()
+        )
+        return [
+            f"(Dispersion: {est}, estimated jointly by maximum likelihood; R's "
+            "summary.glm uses the Pearson estimate instead: dispersion='pearson')"
+        ]
 
     def _deviance_lines(self) -> list[str]:
         if self.deviance is None or not np.isfinite(np.asarray(self.deviance)):
             return []
-        return [
-            f"deviance {float(np.asarray(self.deviance)):.6g}   null deviance "
-            f"{float(np.asarray(self.null_deviance)):.6g}"
+        nobs = float(np.asarray(self.nobs))
+        spec = self.model_spec
+        if spec is not None:
+            intercept = spec.has_intercept
+        elif self.names is not None:
+            intercept = any(
+                n in ("const", "Intercept", "(Intercept)") for n in self.names
+            )
+        else:
+            intercept = None
+        null_df = (
+            f"  on {nobs - intercept:g}  degrees of freedom"
+            if intercept is not None
+            else ""
+        )
+        lines = [
+            f"    Null deviance: {float(np.asarray(self.null_deviance)):.6g}{null_df}",
+            f"Residual deviance: {float(np.asarray(self.deviance)):.6g}  on "
+            f"{float(np.asarray(self.df_resid)):g}  degrees of freedom",
         ]
+        if spec is not None and spec.n_dropped:
+            lines.append(
+                f"  ({spec.n_dropped} observation{'s' if spec.n_dropped > 1 else ''} "
+                "deleted due to missingness)"
+            )
+        return lines
 
     # -- inference ------------------------------------------------------------
     @property
@@ -278,9 +386,19 @@ class FitResult:
     def predict(self, X_new, offset=None, which="mean", se=False, alpha=0.05):
         """Predictions at ``X_new``; with ``se=True`` a ``Prediction`` (delta method).
 
+        After ``mj.fit_formula``, ``X_new`` may be a data frame: the fit's
+        encoding (levels, contrasts, ``offset(...)`` terms) is applied to it; a
+        missing column or an unseen factor level is a ``ValueError`` naming it.
         See :func:`mlejax.stattests.predict`.
         """
         from mlejax import stattests
+
+        if self.model_spec is not None and not isinstance(
+            X_new, np.ndarray | jax.Array
+        ):
+            X_new, off = self.model_spec.design(X_new)
+            if off is not None:
+                offset = off if offset is None else off + np.asarray(offset)
 
         return stattests.predict(self, X_new, offset, which, se, alpha)
 
@@ -309,7 +427,9 @@ class FitResult:
         if p_shape is not None and len(p_shape) == 2:
             p, m = p_shape
             base = base or [f"x{j}" for j in range(p)]
-            return [f"{base[j]}[{c + 1}]" for j in range(p) for c in range(m)]
+            cls = self.classes
+            lab = list(cls[1:]) if cls is not None else [c + 1 for c in range(m)]
+            return [f"{base[j]}[{lab[c]}]" for j in range(p) for c in range(m)]
         if base is not None and len(base) == k:
             return base
         return [f"x{j}" for j in range(k)]
@@ -364,6 +484,7 @@ jax.tree_util.register_dataclass(
         "cov_type",
         "family_obj",
         "dispersion_method",
+        "model_spec",
     ],
 )
 

@@ -179,9 +179,14 @@ class Categorical(Family):
 
     ``eta`` has shape ``(n, K-1)``; its NLL is softmax cross-entropy with
     logits ``[0, eta]``. Newton starts from ``eta = 0``.
+
+    ``y`` may hold labels (strings, pandas categorical): classes in the
+    categorical's or sorted order. ``reference`` (a label, or a code for
+    integer ``y``) moves that class to the front (``res.classes``).
     """
 
     n_classes: int = 2
+    reference: object = None
     loss_name: ClassVar[str] = "softmax_cross_entropy"
     support: ClassVar[str] = "labels"
     eta_has_axis: ClassVar[bool] = True
@@ -193,6 +198,10 @@ class Categorical(Family):
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
             raise ValueError(
                 f"Categorical: n_classes must be an int >= 2; got {self.n_classes!r}."
+            )
+        if not isinstance(self.reference, str | int | float | np.integer | None):
+            raise ValueError(
+                f"Categorical: reference must be a class label; got {self.reference!r}."
             )
 
     @property
