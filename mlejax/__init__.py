@@ -22,6 +22,7 @@ from jax.typing import ArrayLike
 from mlejax import equivalence, families, fit, losses, stattests, status
 from mlejax.families import STUDENT_T_DF_MAX
 from mlejax.fit import fit_likelihood, ols
+from mlejax.groups import GroupFits, fit_groups
 from mlejax.profile import profile_ci
 from mlejax.profile_likelihood import profile_ci_likelihood
 from mlejax.result import FitResult
@@ -106,6 +107,8 @@ __all__ = [
     "STUDENT_T_DF_MAX",
     "fit",
     "fit_likelihood",
+    "fit_groups",
+    "GroupFits",
     "ols",
     "add_constant",
     "enable_x64",
