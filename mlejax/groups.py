@@ -249,7 +249,7 @@ class GroupFits:
     def summary(self) -> str:
         """Counts of groups, buckets and outcomes; ``res[label].summary()`` for one."""
         conv = np.asarray(self.fits.converged)
-        why = Counter(r for r, c in zip(self.reason, conv, strict=True) if not c)
+        why = Counter(_reason(int(c)) for c in np.asarray(self.fits.status)[~conv])
         lines = [
             f"{len(self)} {self.fits.family} fits (one per group), solver "
             f"{self.fits.solver}, in {len(self.buckets)} bucket(s) of "
@@ -399,11 +399,7 @@ def fit_groups(
     fits = jax.tree_util.tree_map(jnp.asarray, fits)  # results are JAX arrays
     conv = np.asarray(fits.converged)
     if not conv.all():
-        why = Counter(
-            note if note is not None else _reason(int(c))
-            for note, c, ok in zip(notes, np.asarray(fits.status), conv, strict=True)
-            if not ok
-        )
+        why = Counter(_reason(int(c)) for c in np.asarray(fits.status)[~conv])
         top = "; ".join(f"{r}: {m}" for r, m in why.most_common(3))
         warnings.warn(
             f"fit_groups: {int((~conv).sum())} of {G} groups did not converge "

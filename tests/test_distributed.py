@@ -3,7 +3,7 @@
 Each process holds half the rows; the global arrays are built with
 ``jax.make_array_from_process_local_data`` over a 2-process mesh and handed to
 ``mj.fit`` as they are. The sharded fit must equal the fit of all rows in one
-process (computed in each process from NumPy input, the ordinary host path) to
+process (computed by process 0 from NumPy input, the ordinary host path) to
 1e-12, standard errors included: a logistic model in the default run, Gaussian
 and Poisson models under ``-m slow``.
 """
@@ -60,11 +60,10 @@ WORKER = textwrap.dedent(
                dict(params=res.params, stderr=res.stderr, loglik=res.loglik,
                     cov=res.cov, converged=res.converged).items()}
         out[name] = {"sharded": got, "n_shards": len(Xg.sharding.device_set)}
-        # all rows in this process alone (both processes, so neither waits
-        # long for the other at the shutdown barrier)
-        one = mj.fit(X, y, fam)
-        out[name]["single"] = {k: np.asarray(getattr(one, k)).tolist()
-                               for k in ("params", "stderr", "loglik", "cov")}
+        if pid == 0:  # all rows in this process alone (process 1 waits idle)
+            one = mj.fit(X, y, fam)
+            out[name]["single"] = {k: np.asarray(getattr(one, k)).tolist()
+                                   for k in ("params", "stderr", "loglik", "cov")}
     print("RESULT " + json.dumps(out), flush=True)
     """
 )
@@ -110,7 +109,6 @@ def _check(outs: list[dict]) -> None:
         assert r["sharded"]["converged"], name
         for k in ("params", "stderr", "loglik", "cov"):
             a, b = np.asarray(r["sharded"][k]), np.asarray(r["single"][k])
-            assert np.array_equal(b, np.asarray(outs[1][name]["single"][k]))
             assert np.all(np.abs(a - b) <= 1e-12 * np.maximum(1.0, np.abs(b))), (
                 name,
                 k,
