@@ -249,7 +249,8 @@ class GroupFits:
     def summary(self) -> str:
         """Counts of groups, buckets and outcomes; ``res[label].summary()`` for one."""
         conv = np.asarray(self.fits.converged)
-        why = Counter(_reason(int(c)) for c in np.asarray(self.fits.status)[~conv])
+        short = np.asarray(_short_reasons(self.fits.status, self.notes))
+        why = Counter(short[~conv].tolist())
         lines = [
             f"{len(self)} {self.fits.family} fits (one per group), solver "
             f"{self.fits.solver}, in {len(self.buckets)} bucket(s) of "
@@ -399,7 +400,7 @@ def fit_groups(
     fits = jax.tree_util.tree_map(jnp.asarray, fits)  # results are JAX arrays
     conv = np.asarray(fits.converged)
     if not conv.all():
-        why = Counter(_reason(int(c)) for c in np.asarray(fits.status)[~conv])
+        why = Counter(np.asarray(_short_reasons(fits.status, notes))[~conv].tolist())
         top = "; ".join(f"{r}: {m}" for r, m in why.most_common(3))
         warnings.warn(
             f"fit_groups: {int((~conv).sum())} of {G} groups did not converge "
@@ -408,6 +409,16 @@ def fit_groups(
             stacklevel=2,
         )
     return GroupFits(fits, labels, tuple(notes), sizes, dict(sorted(counts.items())))
+
+
+def _short_reasons(status, notes) -> list[str]:
+    """Per group: the status in words, or "not fitted: too few rows"."""
+    return [
+        "not fitted: too few rows"
+        if note is not None and note.startswith("not fitted")
+        else _reason(int(c))
+        for c, note in zip(np.asarray(status), notes, strict=True)
+    ]
 
 
 def _gather(host, family, order, starts, sizes, b):
