@@ -52,7 +52,9 @@ __all__ = ["fit_groups", "GroupFits", "group_codes", "compiled_count", "ROWS_PER
 
 #: at most this many rows (groups x bucket size) go into one compiled call; a
 #: bucket with more groups runs in several calls of the same compiled fit.
-ROWS_PER_CALL = 1 << 20
+#: Small calls keep a batch in cache: 2**15 ran 1.3x faster than 2**20 on 256
+#: groups of about 900 rows (p = 5, one core, noisy shared machine).
+ROWS_PER_CALL = 1 << 15
 
 
 # -- the compiled batch: one vmap of the traced fit per bucket ----------------
