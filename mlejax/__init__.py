@@ -23,6 +23,7 @@ from mlejax import equivalence, families, fit, losses, penalties, stattests, sta
 from mlejax.families import STUDENT_T_DF_MAX
 from mlejax.fit import fit_likelihood, ols
 from mlejax.formula import fit_formula
+from mlejax.groups import GroupFits, fit_groups
 from mlejax.path import fit_path
 from mlejax.profile import profile_ci
 from mlejax.profile_likelihood import profile_ci_likelihood
@@ -110,6 +111,8 @@ __all__ = [
     "fit_likelihood",
     "fit_formula",
     "fit_path",
+    "fit_groups",
+    "GroupFits",
     "ols",
     "add_constant",
     "enable_x64",

@@ -20,18 +20,29 @@ import numpy as np
 __all__ = ["bucket_size", "pad_rows", "paddable"]
 
 
-def bucket_size(n: int) -> int:
+def bucket_size(n: int, per_doubling: int = 8) -> int:
     """The smallest ``m * 2**e >= n`` with ``m`` in 8..15 and ``e >= 0``.
+
+    ``per_doubling`` (1, 2, 4 or 8) sets the number of sizes per doubling:
+    ``m`` in ``per_doubling..2*per_doubling-1`` above 8 (at most
+    ``100 / per_doubling`` % padding); every ``n <= 8`` gets 8.
 
     >>> [bucket_size(n) for n in (1, 8, 9, 17, 100, 1000)]
     [8, 8, 9, 18, 104, 1024]
+    >>> [bucket_size(n, per_doubling=2) for n in (9, 13, 17, 100, 1000)]
+    [12, 16, 24, 128, 1024]
     """
     n = operator.index(n)
     if n < 1:
         raise ValueError(f"bucket_size: n must be >= 1; got {n}.")
+    if per_doubling not in (1, 2, 4, 8):
+        raise ValueError(
+            f"bucket_size: per_doubling must be 1, 2, 4 or 8; got {per_doubling!r}."
+        )
     if n <= 8:
         return 8
-    e = (n - 1).bit_length() - 4  # 8 * 2**e < n <= 16 * 2**e
+    # per_doubling * 2**e < n <= 2 * per_doubling * 2**e
+    e = (n - 1).bit_length() - per_doubling.bit_length()
     return -(-n // (1 << e)) << e
 
 

@@ -18,13 +18,33 @@ __all__ = [
     "as_array",
     "names_of",
     "is_traced",
+    "spans_processes",
     "no_grad_error",
 ]
 
 
 def is_traced(*arrays) -> bool:
-    """Whether any argument is a tracer (the caller's jit/vmap/grad)."""
-    return any(isinstance(a, jax.core.Tracer) for a in arrays)
+    """Whether the fit must take the traced path: a tracer (the caller's
+    jit/vmap/grad) or an array spread over several processes among the arguments."""
+    return any(isinstance(a, jax.core.Tracer) for a in arrays) or spans_processes(
+        *arrays
+    )
+
+
+def spans_processes(*arrays) -> bool:
+    """Whether any argument is a ``jax.Array`` with shards in other processes.
+
+    Such an array (``jax.distributed``, multi-host) cannot be read on the host
+    (``np.asarray`` fails), so it is treated like a tracer: the host checks
+    are skipped and invalid data becomes status data
+    (``Status.INVALID_INPUT``) in the traced fit.
+    """
+    return any(
+        isinstance(a, jax.Array)
+        and not isinstance(a, jax.core.Tracer)
+        and not a.is_fully_addressable
+        for a in arrays
+    )
 
 
 def names_of(X) -> tuple[str, ...] | None:
@@ -94,7 +114,8 @@ def prepare(X, y, family, weights, offset, trials):
 
     Everything that can be judged before compilation is (shapes, dtypes,
     finiteness, support, weights, identifiability, rank); under the caller's
-    ``jit``/``vmap`` only what is concrete is checked.
+    ``jit``/``vmap`` only what is concrete is checked, and arrays spread over
+    several processes get only the static checks (shapes, dtypes).
     """
     if not isinstance(family, fam.Family):
         raise TypeError(
@@ -149,8 +170,10 @@ def prepare(X, y, family, weights, offset, trials):
         raise ValueError(
             "X has no columns (p = 0); add at least an intercept (mj.add_constant)."
         )
+    # arrays spread over several processes are treated as traced: no values read
+    readable = not spans_processes(X, y, weights, offset, trials)
     for nm, a in (("X", X), ("weights", weights), ("offset", offset)):
-        if nm not in host_checked:
+        if readable and nm not in host_checked:
             _checks.require_finite(nm, a)
     takes_trials = "trials" in family.data_names
     if takes_trials and trials is None:
@@ -159,8 +182,9 @@ def prepare(X, y, family, weights, offset, trials):
         )
     if trials is not None and not takes_trials:
         raise ValueError(f"trials= is only for Binomial, not {family.name}.")
-    family.check_y(y, **({"trials": trials} if takes_trials else {}))
-    wc = _checks.concrete(weights)
+    if readable:
+        family.check_y(y, **({"trials": trials} if takes_trials else {}))
+    wc = _checks.concrete(weights) if readable else None
     if wc is not None and (wc < 0).any():
         i = int(np.flatnonzero(wc < 0)[0])
         raise ValueError(
@@ -168,7 +192,7 @@ def prepare(X, y, family, weights, offset, trials):
         )
     nobs = n if wc is None else float(wc.sum())
     k = p * family.eta_dim + len(family.extra_names)
-    if wc is not None or not isinstance(X, jax.core.Tracer):
+    if wc is not None or (readable and not is_traced(X)):
         n_eff = nobs if wc is None else float((wc > 0).sum())
         if n_eff < k:
             raise ValueError(
@@ -179,7 +203,7 @@ def prepare(X, y, family, weights, offset, trials):
         weights = jnp.ones(n, dtype)
     if offset is None:
         offset = jnp.zeros(n, dtype)
-    Xc = _checks.concrete(X) if n * p * p <= 2e8 else None
+    Xc = _checks.concrete(X) if n * p * p <= 2e8 and readable else None
     if Xc is not None and wc is not None:
         Xc = Xc[wc > 0]
     if Xc is not None:
