@@ -17,7 +17,6 @@ __all__ = [
     "as_array",
     "names_of",
     "is_traced",
-    "no_grad_error",
 ]
 
 
@@ -206,16 +205,6 @@ def check_tol_max_iter(tol, max_iter) -> None:
     t = _checks.concrete(tol)
     if t is not None and (np.ndim(t) != 0 or not np.isfinite(t) or t <= 0):
         raise ValueError(f"tol must be a positive finite scalar; got {tol!r}.")
-
-
-def no_grad_error(name: str) -> NotImplementedError:
-    """The error for ``jax.grad``/``jvp`` through a fit (until fits are differentiable)."""
-    return NotImplementedError(
-        f"differentiating through mj.{name} (jax.grad/jvp of a fit) is not "
-        "supported yet: the solver loop cannot be differentiated, and fits "
-        "differentiable by the implicit function theorem are still to come. "
-        "Differentiate the log-likelihood at res.params instead."
-    )
 
 
 COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from mlejax import _checks, _prepare
+from mlejax import _checks, _prepare, implicit
 from mlejax.engines import likelihood
 from mlejax.result import FitResult
 from mlejax.status import ConvergenceWarning
@@ -39,7 +39,8 @@ def _fit_likelihood_jit(
         cov=cov,
     )
     name = solver if isinstance(solver, str) else "optax"
-    return FitResult(**fields, family="custom", solver=name, cov_type=cov[0])
+    hess = fields.pop("hess")  # for mlejax.implicit
+    return FitResult(**fields, family="custom", solver=name, cov_type=cov[0]), hess
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6, 7, 8))
@@ -56,12 +57,15 @@ def _fit_likelihood_traced(
         max_iter=max_iter,
         n_obs=n_obs,
         cov=cov,
-    )
+    )[0]
 
 
 @_fit_likelihood_traced.defjvp
 def _fit_likelihood_traced_jvp(loglik, solver, max_iter, n_obs, cov, primals, tangents):
-    raise _prepare.no_grad_error("fit_likelihood")
+    # the implicit function theorem at the optimum (mlejax.implicit)
+    kw = dict(loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs, cov=cov)
+    res, hess = _fit_likelihood_jit(*primals, **kw)
+    return res, implicit.likelihood_jvp(loglik, res, hess, primals[1], tangents[1])
 
 
 def fit_likelihood(
@@ -89,6 +93,10 @@ def fit_likelihood(
     ``"cluster"`` with ``groups``, as for ``mj.fit``, k = all parameters in
     HC1 and the cluster correction) needs them: a scalar ``loglik`` with a
     robust ``cov_type`` is a ``ValueError``. See docs/inference.md.
+
+    Differentiable in every float leaf of ``data`` (``jax.grad``, ``jvp``,
+    ``jacrev``) by the implicit function theorem at the optimum, not through
+    the solver loop (see docs/differentiable.md); not in ``init_params``.
 
     >>> import jax.numpy as jnp, mlejax as mj
     >>> x = jnp.array([0.5, 1.5, 2.5, 3.5])
@@ -126,7 +134,7 @@ def fit_likelihood(
     args = (init_params, tuple(data), jnp.asarray(tol, dtype), groups)
     if _prepare.is_traced(*jax.tree_util.tree_leaves(args)):
         return _fit_likelihood_traced(*args, loglik, solver, max_iter, n_obs, cov)
-    res = _fit_likelihood_jit(
+    res, _ = _fit_likelihood_jit(
         *args, loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs, cov=cov
     )
     if not bool(res.converged):

@@ -19,7 +19,15 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import _buckets, _prepare, diagnostics, engines, inference, linalg
+from mlejax import (
+    _buckets,
+    _prepare,
+    diagnostics,
+    engines,
+    implicit,
+    inference,
+    linalg,
+)
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
@@ -71,7 +79,7 @@ def _fit_core(
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
         res = inference.finish(res, data, groups, family, cov)
-    return res, eng.r_eq
+    return res, eng.r_eq, (eng.hess, eng.basis)  # the last for mlejax.implicit
 
 
 _STATIC = ("family", "solver", "max_iter", "traced", "cov")
@@ -90,7 +98,7 @@ except TypeError:  # a JAX without per-function compiler options
 def _fit_traced(
     X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
 ):
-    # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
+    # jit/vmap see the plain fit; jvp/grad the implicit-function rule below
     return _fit_jit(
         X,
         y,
@@ -104,12 +112,17 @@ def _fit_traced(
         max_iter=max_iter,
         traced=True,
         cov=cov,
-    )
+    )[:2]
 
 
 @_fit_traced.defjvp
 def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
-    raise _prepare.no_grad_error("fit")
+    # the implicit function theorem at the optimum (mlejax.implicit)
+    kw = dict(family=family, solver=solver, max_iter=max_iter, traced=True, cov=cov)
+    res, r_eq, aux = _fit_jit(*primals, **kw)
+    data, data_dot = GLMData(*primals[:5]), GLMData(*tangents[:5])
+    res_dot = implicit.fit_jvp(family, res, aux, data, data_dot)
+    return (res, r_eq), (res_dot, implicit.zero_tangents(r_eq))
 
 
 def fit(
@@ -166,7 +179,11 @@ def fit(
       Under the caller's ``jit``/``vmap``, data the host checks would reject
       (non-finite, outside the support, negative weights) give
       ``status=INVALID_INPUT`` and ``converged=False`` instead of an error.
-      ``jax.grad`` through a fit is not supported yet: a clear error says so.
+      Differentiable (``jax.grad``, ``jax.jvp``, ``jax.jacrev``) in ``X``,
+      ``y``, ``weights`` and ``offset`` by the implicit function theorem at
+      the optimum (:mod:`mlejax.implicit`, docs/differentiable.md): ``params``,
+      ``extra``, ``loglik`` and what follows from them; ``stderr``/``cov`` are
+      not differentiated (zero tangents); a non-converged fit has NaN ones.
 
     Raises:
       ValueError: bad shapes, non-finite values, y outside the support, negative
@@ -192,7 +209,7 @@ def fit(
         data = _buckets.pad_rows(*data, family, _buckets.bucket_size(X.shape[0]))
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
-    res, r_eq = compiled(
+    res, r_eq, _ = compiled(
         *data,
         tol,
         None,

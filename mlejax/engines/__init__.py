@@ -33,6 +33,11 @@ class EngineResult(NamedTuple):
     trace: jax.Array
     #: equilibrated R factor for the host-side rank check (lstsq), else None
     r_eq: jax.Array | None = None
+    #: Hessian of the NLL in ``[vec(beta), log(extra)]`` at the optimum (the
+    #: glm engine's, reused by :mod:`mlejax.implicit`), else None
+    hess: jax.Array | None = None
+    #: LAD basis rows of the optimal vertex (the lad engine), else None
+    basis: jax.Array | None = None
 
 
 def run(family, data, solver, tol, max_iter: int) -> tuple[EngineResult, str]:

@@ -80,4 +80,5 @@ def fit(
         status=status,
         trace=trace,
         n_groups=n_groups,
+        hess=info,  # the exact Hessian at theta (mlejax.implicit), not a FitResult field
     )
