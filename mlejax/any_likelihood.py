@@ -60,12 +60,24 @@ def _fit_likelihood_traced(
     )[0]
 
 
+@functools.partial(
+    jax.jit, static_argnames=("loglik", "solver", "max_iter", "n_obs", "cov")
+)
+def _fit_likelihood_jvp_jit(primals, data_dot, **kw):
+    res, hess = _fit_likelihood_jit(*primals, **kw)
+    return res, implicit.likelihood_jvp(kw["loglik"], res, hess, primals[1], data_dot)
+
+
 @_fit_likelihood_traced.defjvp
 def _fit_likelihood_traced_jvp(loglik, solver, max_iter, n_obs, cov, primals, tangents):
-    # the implicit function theorem at the optimum (mlejax.implicit)
+    # the implicit function theorem at the optimum (mlejax.implicit); only the
+    # float leaves of data are differentiated (float0 ones cannot enter a jit)
     kw = dict(loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs, cov=cov)
-    res, hess = _fit_likelihood_jit(*primals, **kw)
-    return res, implicit.likelihood_jvp(loglik, res, hess, primals[1], tangents[1])
+    dd = jax.tree_util.tree_map(
+        lambda t: None if t.dtype == jax.dtypes.float0 else t, tangents[1]
+    )
+    res, dots = _fit_likelihood_jvp_jit(primals, dd, **kw)
+    return res, implicit.assemble(res, dots)
 
 
 def fit_likelihood(

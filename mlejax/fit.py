@@ -19,15 +19,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import (
-    _buckets,
-    _prepare,
-    diagnostics,
-    engines,
-    implicit,
-    inference,
-    linalg,
-)
+from mlejax import _buckets, _prepare, diagnostics, engines, implicit, inference, linalg
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
@@ -98,8 +90,7 @@ except TypeError:  # a JAX without per-function compiler options
 def _fit_traced(
     X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
 ):
-    # jit/vmap see the plain fit; jvp/grad the implicit-function rule below
-    return _fit_jit(
+    return _fit_jit(  # jit/vmap: the plain fit; jvp/grad: the rule below
         X,
         y,
         weights,
@@ -115,14 +106,17 @@ def _fit_traced(
     )[:2]
 
 
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fit_jvp_jit(primals, tangents, **kw):
+    res, r_eq, aux = _fit_core(*primals, **kw)  # implicit function theorem:
+    return res, r_eq, implicit.fit_jvp(kw["family"], res, aux, primals, tangents)
+
+
 @_fit_traced.defjvp
 def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
-    # the implicit function theorem at the optimum (mlejax.implicit)
     kw = dict(family=family, solver=solver, max_iter=max_iter, traced=True, cov=cov)
-    res, r_eq, aux = _fit_jit(*primals, **kw)
-    data, data_dot = GLMData(*primals[:5]), GLMData(*tangents[:5])
-    res_dot = implicit.fit_jvp(family, res, aux, data, data_dot)
-    return (res, r_eq), (res_dot, implicit.zero_tangents(r_eq))
+    res, r_eq, dots = _fit_jvp_jit(primals, tangents[:4], **kw)
+    return (res, r_eq), (implicit.assemble(res, dots), implicit.zero_tangents(r_eq))
 
 
 def fit(
@@ -179,11 +173,9 @@ def fit(
       Under the caller's ``jit``/``vmap``, data the host checks would reject
       (non-finite, outside the support, negative weights) give
       ``status=INVALID_INPUT`` and ``converged=False`` instead of an error.
-      Differentiable (``jax.grad``, ``jax.jvp``, ``jax.jacrev``) in ``X``,
-      ``y``, ``weights`` and ``offset`` by the implicit function theorem at
-      the optimum (:mod:`mlejax.implicit`, docs/differentiable.md): ``params``,
-      ``extra``, ``loglik`` and what follows from them; ``stderr``/``cov`` are
-      not differentiated (zero tangents); a non-converged fit has NaN ones.
+      Differentiable in ``X``, ``y``, ``weights``, ``offset`` by the implicit
+      function theorem (docs/differentiable.md); ``stderr``/``cov`` get zero
+      tangents, a non-converged fit NaN ones.
 
     Raises:
       ValueError: bad shapes, non-finite values, y outside the support, negative

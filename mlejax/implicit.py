@@ -50,6 +50,7 @@ __all__ = [
     "glm_theta",
     "glm_nll",
     "fit_jvp",
+    "assemble",
     "likelihood_jvp",
 ]
 
@@ -183,15 +184,20 @@ def _deviance_dot(family, res, data, data_dot, extra_dot, loglik_dot):
     return jnp.where(jnp.isfinite(res.deviance), t, 0.0).astype(res.deviance.dtype)
 
 
-def fit_jvp(family, res, aux, data: GLMData, data_dot: GLMData):
-    """Tangent of a :class:`~mlejax.result.FitResult` of ``mj.fit``.
+def fit_jvp(family, res, aux, data, data_dot) -> dict:
+    """Tangents of the differentiated fields of an ``mj.fit`` result (a dict;
+    :func:`assemble` makes the ``FitResult`` tangent).
+
+    ``data``: ``(X, y, weights, offset, trials, ...)`` (the fit's arguments);
+    ``data_dot``: the tangents of ``(X, y, weights, offset)``.
 
     ``aux = (hess, basis)`` from the engine: the Hessian of the NLL in
     ``[vec(beta), log(extra)]`` at the optimum (``None``: formed here, one
     pass over ``X``: the Gaussian least-squares engine), or the LAD basis
-    (Laplace). ``data_dot.trials`` is ignored (integer data).
+    (Laplace). ``trials`` is not differentiated (integer data).
     """
     hess, basis = aux
+    data, data_dot = GLMData(*data[:5]), GLMData(*data_dot[:4], None)
     if basis is not None:
         params_dot, extra_dot, loglik_dot = _lad_jvp(res, basis, data, data_dot)
     else:
@@ -208,7 +214,7 @@ def fit_jvp(family, res, aux, data: GLMData, data_dot: GLMData):
     loglik_dot = loglik_dot * mask
     nobs_dot = jnp.sum(data_dot.weights) * mask
     k = res.params.size + len(res.extra)
-    out = zero_tangents(res).replace(
+    out = dict(
         params=params_dot,
         extra=extra_dot,
         loglik=loglik_dot,
@@ -217,7 +223,12 @@ def fit_jvp(family, res, aux, data: GLMData, data_dot: GLMData):
         nobs=nobs_dot,
     )
     dev_dot = _deviance_dot(family, res, data, data_dot, extra_dot, loglik_dot)
-    return out if dev_dot is None else out.replace(deviance=dev_dot)
+    return out if dev_dot is None else {**out, "deviance": dev_dot}
+
+
+def assemble(res, dots: dict):
+    """The tangent of ``res``: ``dots`` where given, zero (``float0``) elsewhere."""
+    return zero_tangents(res).replace(**dots)
 
 
 def _smooth_jvp(family, res, hess, data, data_dot):
@@ -288,8 +299,8 @@ def _lad_jvp(res, basis, data, data_dot):
 # ----------------------------------------------------------------------------
 # mj.fit_likelihood
 # ----------------------------------------------------------------------------
-def likelihood_jvp(loglik: Callable, res, hess, data: tuple, data_dot: tuple):
-    """Tangent of a ``fit_likelihood`` result along the float leaves of ``data``.
+def likelihood_jvp(loglik: Callable, res, hess, data: tuple, data_dot: tuple) -> dict:
+    """Tangents of a ``fit_likelihood`` result along the float leaves of ``data``.
 
     ``hess``: the Hessian of ``-sum(loglik)`` over the raveled parameters at
     the optimum (the engine's). Integer leaves of ``data`` are not
@@ -320,7 +331,7 @@ def likelihood_jvp(loglik: Callable, res, hess, data: tuple, data_dot: tuple):
     theta_dot, nll_dot = implicit_tangent(nll, flat, d, dd, hess)
     mask = _mask(res)
     loglik_dot = (-nll_dot * mask).astype(res.loglik.dtype)
-    return zero_tangents(res).replace(
+    return dict(
         params=unravel((theta_dot * mask).astype(flat.dtype)),
         loglik=loglik_dot,
         aic=-2.0 * loglik_dot,
