@@ -58,6 +58,7 @@ def _check_directions(f, refit, args, argnums, h, seed=0, rtol=RTOL, jvp=False):
     return worst
 
 
+@pytest.mark.slow  # several seconds of compilation each (CI budget)
 def test_bernoulli_weights_offset_X_match_statsmodels_glm():
     rng = np.random.default_rng(0)
     n = 60
@@ -80,6 +81,7 @@ def test_bernoulli_weights_offset_X_match_statsmodels_glm():
     _check_directions(f, refit, (X, w, off), (0, 1, 2), h=1e-5, jvp=True)
 
 
+@pytest.mark.slow  # several seconds of compilation each (CI budget)
 def test_gaussian_all_inputs_and_scale_match_sklearn():
     from sklearn.linear_model import LinearRegression
 
@@ -105,6 +107,7 @@ def test_gaussian_all_inputs_and_scale_match_sklearn():
     _check_directions(f, refit, (X, y, w, off), (0, 1, 2, 3), h=1e-5)
 
 
+@pytest.mark.slow  # several seconds of compilation each (CI budget)
 def test_negative_binomial_joint_alpha_matches_statsmodels_discrete():
     from statsmodels.discrete.discrete_model import NegativeBinomial
 
@@ -188,6 +191,7 @@ def _torch_studentt_refit(X, y, w, off, fixed=None):
     return out
 
 
+@pytest.mark.slow  # several seconds of compilation each (CI budget)
 def test_studentt_joint_hessian_matches_torch_refits():
     rng = np.random.default_rng(3)
     n = 60
@@ -218,6 +222,7 @@ def test_studentt_joint_hessian_matches_torch_refits():
     assert np.max(np.abs(only_beta - joint)) / np.max(np.abs(joint)) > 1e-3
 
 
+@pytest.mark.slow  # several seconds of compilation each (CI budget)
 def test_laplace_active_set_derivative_matches_sklearn_lad():
     from sklearn.linear_model import QuantileRegressor
 
