@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from mlejax import _checks, _prepare, penalties
+from mlejax import _checks, _prepare, implicit, penalties
 from mlejax.engines import likelihood
 from mlejax.result import FitResult
 from mlejax.status import ConvergenceWarning
@@ -52,7 +52,8 @@ def _fit_likelihood_jit(
         penalty=penalty if log_prior is None else log_prior,
     )
     name = solver if isinstance(solver, str) else "optax"
-    return FitResult(**fields, family="custom", solver=name, cov_type=cov[0])
+    hess = fields.pop("hess")  # for mlejax.implicit
+    return FitResult(**fields, family="custom", solver=name, cov_type=cov[0]), hess
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8, 9, 10))
@@ -81,14 +82,37 @@ def _fit_likelihood_traced(
         max_iter=max_iter,
         n_obs=n_obs,
         cov=cov,
+    )[0]
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("loglik", "solver", "max_iter", "n_obs", "cov", "log_prior"),
+)
+def _fit_likelihood_jvp_jit(primals, data_dot, **kw):
+    res, hess = _fit_likelihood_jit(*primals, **kw)
+    penalty, free = primals[4], None
+    if penalty is not None and penalty.kind == "l1":  # the active set
+        free = ravel_pytree(res.params)[0] != 0
+    dots = implicit.likelihood_jvp(
+        kw["loglik"], res, hess, primals[1], data_dot, free=free
     )
+    return res, dots
 
 
 @_fit_likelihood_traced.defjvp
 def _fit_likelihood_traced_jvp(
     loglik, solver, max_iter, n_obs, cov, log_prior, primals, tangents
 ):
-    raise _prepare.no_grad_error("fit_likelihood")
+    # the implicit function theorem at the optimum (mlejax.implicit); only the
+    # float leaves of data are differentiated (float0 ones cannot enter a jit).
+    # A penalty's alpha is not differentiated here (mj.fit differentiates it).
+    kw = dict(loglik=loglik, solver=solver, max_iter=max_iter, n_obs=n_obs, cov=cov)
+    dd = jax.tree_util.tree_map(
+        lambda t: None if t.dtype == jax.dtypes.float0 else t, tangents[1]
+    )
+    res, dots = _fit_likelihood_jvp_jit(primals, dd, log_prior=log_prior, **kw)
+    return res, implicit.assemble(res, dots)
 
 
 def fit_likelihood(
@@ -126,6 +150,10 @@ def fit_likelihood(
     Lasso/ElasticNet use proximal Newton (``solver="newton"``): exact zeros,
     whose stderr is NaN. ``loglik`` stays the unpenalised log-likelihood at the
     MAP, ``res.objective`` is the penalised objective. See docs/penalties.md.
+
+    Differentiable in every float leaf of ``data`` (``jax.grad``, ``jvp``,
+    ``jacrev``) by the implicit function theorem at the optimum, not through
+    the solver loop (see docs/differentiable.md); not in ``init_params``.
 
     >>> import jax.numpy as jnp, mlejax as mj
     >>> x = jnp.array([0.5, 1.5, 2.5, 3.5])
@@ -169,7 +197,7 @@ def fit_likelihood(
         return _fit_likelihood_traced(
             *args, loglik, solver, max_iter, n_obs, cov, log_prior
         )
-    res = _fit_likelihood_jit(
+    res, _ = _fit_likelihood_jit(
         *args,
         loglik=loglik,
         solver=solver,

@@ -19,7 +19,16 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mlejax import _buckets, _prepare, _scaling, diagnostics, engines, inference, linalg
+from mlejax import (
+    _buckets,
+    _prepare,
+    _scaling,
+    diagnostics,
+    engines,
+    implicit,
+    inference,
+    linalg,
+)
 from mlejax.any_likelihood import fit_likelihood
 from mlejax.families import Family, Gaussian
 from mlejax.objective import GLMData
@@ -77,7 +86,7 @@ def _fit_core(data, pearson, tol, groups, *pen, family, solver, max_iter, traced
     )
     if traced:  # the host path runs finish_jit: one fit compile for every cov_type
         res = inference.finish(res, data, groups, family, cov)
-    return res, eng.r_eq
+    return res, eng.r_eq, (eng.hess, eng.basis)  # the last for mlejax.implicit
 
 
 _STATIC = ("family", "solver", "max_iter", "traced", "cov")
@@ -94,14 +103,23 @@ except TypeError:  # a JAX without per-function compiler options
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
 def _fit_traced(data, pearson, tol, groups, penalty, family, solver, max_iter, cov):
-    # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
+    # jit/vmap: the plain fit; jvp/grad: the rule below
     st = dict(family=family, solver=solver, max_iter=max_iter, cov=cov)
-    return _fit_jit(data, pearson, tol, groups, penalty, traced=True, **st)
+    return _fit_jit(data, pearson, tol, groups, penalty, traced=True, **st)[:2]
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fit_jvp_jit(primals, tangents, **kw):
+    res, r_eq, aux = _fit_core(*primals, **kw)  # implicit function theorem:
+    dots = implicit.fit_jvp(kw["family"], res, aux, primals, tangents)
+    return res, r_eq, dots
 
 
 @_fit_traced.defjvp
 def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
-    raise _prepare.no_grad_error("fit")
+    kw = dict(family=family, solver=solver, max_iter=max_iter, traced=True, cov=cov)
+    res, r_eq, dots = _fit_jvp_jit(primals, tangents, **kw)
+    return (res, r_eq), (implicit.assemble(res, dots), implicit.zero_tangents(r_eq))
 
 
 def fit(
@@ -172,7 +190,9 @@ def fit(
       Under the caller's ``jit``/``vmap``, data the host checks would reject
       (non-finite, outside the support, negative weights) give
       ``status=INVALID_INPUT`` and ``converged=False`` instead of an error.
-      ``jax.grad`` through a fit is not supported yet: a clear error says so.
+      Differentiable in ``X``, ``y``, ``weights``, ``offset`` by the implicit
+      function theorem (docs/differentiable.md); ``stderr``/``cov`` get zero
+      tangents, a non-converged fit NaN ones.
 
     Raises:
       ValueError: bad shapes, non-finite values, y outside the support, negative
@@ -215,7 +235,7 @@ def fit(
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
     st = dict(family=family, solver=solver, max_iter=max_iter, cov=("nonrobust", None))
-    res, r_eq = compiled(data, pearson, tol, None, penalty, traced=False, **st)
+    res, r_eq, _ = compiled(data, pearson, tol, None, penalty, traced=False, **st)
     res = inference.finish_jit(res, data, groups, family, cov).replace(
         names=names, dispersion_method=dispersion
     )

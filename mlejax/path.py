@@ -30,7 +30,7 @@ def _path_core(
         start = project(start)
 
     def step(theta, a):
-        res, _ = _fit_core(
+        res, *_ = _fit_core(
             data,
             pearson,
             tol,

@@ -37,6 +37,11 @@ class EngineResult(NamedTuple):
     r_eq: jax.Array | None = None
     #: penalised fits: the minimised -loglik + penalty (else None)
     objective: jax.Array | None = None
+    #: Hessian of the NLL in ``[vec(beta), log(extra)]`` at the optimum (the
+    #: glm engine's, reused by :mod:`mlejax.implicit`), else None
+    hess: jax.Array | None = None
+    #: LAD basis rows of the optimal vertex (the lad engine), else None
+    basis: jax.Array | None = None
 
 
 def run(

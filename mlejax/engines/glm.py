@@ -227,4 +227,5 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
         converged=converged,
         status=status,
         trace=trace,
+        hess=H,
     )

@@ -97,4 +97,5 @@ def fit(family, data: GLMData, tol, max_iter: int) -> EngineResult:
         # mean NLL per iterate at the final scale (its last entry is -loglik/nobs)
         trace=trace / (nobs * jnp.where(bscale > 0, bscale, 1.0))
         + jnp.log(2.0 * bscale),
+        basis=out.basis,
     )

@@ -125,6 +125,7 @@ def fit(
         trace=trace,
         n_groups=n_groups,
         objective=None if penalty is None else nll(theta) + _l1_value(l1, theta),
+        hess=info,  # the exact Hessian at theta (mlejax.implicit), not a FitResult field
     )
 
 
