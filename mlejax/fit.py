@@ -36,10 +36,23 @@ QUICK_COMPILE_SIZE = 1 << 17
 
 
 def _fit_core(
-    X, y, weights, offset, trials, tol, groups, *, family, solver, max_iter, traced, cov
+    X,
+    y,
+    weights,
+    offset,
+    trials,
+    tol,
+    groups,
+    *,
+    family,
+    solver,
+    max_iter,
+    traced,
+    cov,
+    information="observed",
 ):
     data = GLMData(X, y, weights, offset, trials)
-    eng, solver_name = engines.run(family, data, solver, tol, max_iter)
+    eng, solver_name = engines.run(family, data, solver, tol, max_iter, information)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
         ok = diagnostics.input_ok(family, data)
@@ -74,7 +87,7 @@ def _fit_core(
     return res, eng.r_eq
 
 
-_STATIC = ("family", "solver", "max_iter", "traced", "cov")
+_STATIC = ("family", "solver", "max_iter", "traced", "cov", "information")
 _fit_jit = jax.jit(_fit_core, static_argnames=_STATIC)
 try:
     _fit_jit_quick = jax.jit(
@@ -86,9 +99,20 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10, 11))
 def _fit_traced(
-    X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
+    X,
+    y,
+    weights,
+    offset,
+    trials,
+    tol,
+    groups,
+    family,
+    solver,
+    max_iter,
+    cov,
+    information="observed",
 ):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
@@ -104,11 +128,12 @@ def _fit_traced(
         max_iter=max_iter,
         traced=True,
         cov=cov,
+        information=information,
     )
 
 
 @_fit_traced.defjvp
-def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
+def _fit_traced_jvp(family, solver, max_iter, cov, information, primals, tangents):
     raise _prepare.no_grad_error("fit")
 
 
@@ -127,6 +152,7 @@ def fit(
     cov_type: str = "nonrobust",
     groups: ArrayLike | None = None,
     n_groups: int | tuple | None = None,
+    information: str = "observed",
 ) -> FitResult:
     """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
 
@@ -158,6 +184,10 @@ def fit(
         ``"HC1"`` (HC0 x n/(n-k), k coefficients) or ``"cluster"`` (with
         ``groups`` ``(n,)`` or ``(n, 2)``; ``n_groups``: static bound on the
         number of groups under ``jit``/``vmap``). See docs/inference.md.
+      information: ``"observed"`` (the exact Hessian) or ``"expected"``
+        (Fisher information: R's ``summary.glm``/``vcov`` and statsmodels'
+        IRLS for any link; block diagonal between the coefficients and the
+        extras, whose block stays observed). Static. See docs/links.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -180,12 +210,15 @@ def fit(
         X, y, family, weights, offset, trials
     )
     _prepare.check_cov_type(cov_type, family.smooth)
+    inference.check_information(information, family)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
     cov = (cov_type, bounds)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials)
     if _prepare.is_traced(*data, tol, groups):
-        res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
+        res, r_eq = _fit_traced(
+            *data, tol, groups, family, solver, max_iter, cov, information
+        )
         return res.replace(names=names)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
@@ -201,6 +234,7 @@ def fit(
         max_iter=max_iter,
         traced=False,
         cov=("nonrobust", None),
+        information=information,
     )
     res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
         names=names

@@ -35,8 +35,15 @@ class EngineResult(NamedTuple):
     r_eq: jax.Array | None = None
 
 
-def run(family, data, solver, tol, max_iter: int) -> tuple[EngineResult, str]:
-    """The engine for ``family`` and ``solver``, and the solver's reported name."""
+def run(
+    family, data, solver, tol, max_iter: int, information: str = "observed"
+) -> tuple[EngineResult, str]:
+    """The engine for ``family`` and ``solver``, and the solver's reported name.
+
+    ``information="expected"`` matters to the ``glm`` engine only: least
+    squares (Gaussian identity) has expected = observed information, and
+    exact LAD (Laplace) uses the expected information anyway.
+    """
     from mlejax.engines import glm, lad, lstsq
 
     if solver == "newton" and family.newton_engine == "lstsq":
@@ -44,4 +51,4 @@ def run(family, data, solver, tol, max_iter: int) -> tuple[EngineResult, str]:
     if solver == "newton" and family.newton_engine == "lad":
         return lad.fit(family, data, tol, max_iter), "irls-lad"
     name = solver if isinstance(solver, str) else "optax"
-    return glm.fit(family, data, solver, tol, max_iter), name
+    return glm.fit(family, data, solver, tol, max_iter, information), name

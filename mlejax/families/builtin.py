@@ -15,6 +15,7 @@ from mlejax import _checks
 from mlejax._math import abs0 as _abs
 from mlejax._math import log_softmax_at as _log_softmax_at
 from mlejax._math import softplus_pair as _softplus_pair
+from mlejax.families import links as _links
 from mlejax.families._special import (
     _NB_STIRLING_R,
     _lgamma_half_step,
@@ -34,29 +35,129 @@ NB_ALPHA_MIN = 1e-8
 GAMMA_SHAPE_MAX = 1e10
 
 
-@dataclasses.dataclass(frozen=True)
-class Gaussian(Family):
-    """Normal noise, identity link: ``y ~ N(eta, scale^2)``; its NLL is MSE."""
+class _Linked(Family):
+    """A family with a choice of link (R's names), stored as the field ``link``.
 
-    loss_name: ClassVar[str] = "mse"
+    ``allowed_links[0]`` is the default link, the one with closed-form fast
+    paths (``nll_derivs``) and, where one exists, the classic loss; any other
+    link goes through the autodiff path of the family contract, with
+    ``log_prob`` written in the link's stable ``log mu`` / ``log(1 - mu)``
+    forms and ``-inf`` where ``eta`` leaves the link's valid range.
+    """
+
+    allowed_links: ClassVar[tuple[str, ...]] = ()
+    _loss: ClassVar[str | None] = None
+
+    def __post_init__(self):
+        _links.get(self.name, self.link, self.allowed_links)
+
+    @property
+    def link_name(self) -> str:
+        return self.link
+
+    @property
+    def default_link(self) -> bool:
+        """Whether the link is the family's default (the fast closed forms)."""
+        return self.link == self.allowed_links[0]
+
+    @property
+    def loss_name(self) -> str | None:  # type: ignore[override]  # per instance
+        return self._loss if self.default_link else None
+
+    @property
+    def _lk(self) -> _links.Link:
+        return _links.get(self.name, self.link, self.allowed_links)
+
+    def mean(self, eta):
+        return self._lk.inverse(eta)
+
+    def linkfun(self, mu):
+        return self._lk.linkfun(mu)
+
+    def valid_eta(self, eta):
+        return None if self._lk.domain == "real" else _links.valid(self._lk, eta)
+
+    def mean_out_of_range(self, eta, keep):
+        if self._lk.domain == "real":
+            return None
+        bad = jnp.any(keep & ~_links.valid(self._lk, eta))
+        return bad | _links.at_edge(self._lk, eta, keep, EDGE_RTOL)
+
+    def _masked(self, eta, fn):
+        """``fn(eta)`` where ``eta`` is valid for the link, ``-inf`` elsewhere.
+
+        The invalid rows are evaluated at a harmless point, so that neither the
+        value nor a derivative of the branch not taken is NaN.
+        """
+        lk = self._lk
+        if lk.domain == "real":
+            return fn(eta)
+        ok = _links.valid(lk, eta)
+        safe = -1.0 if lk.domain == "negative" else 1.0
+        return jnp.where(ok, fn(jnp.where(ok, eta, safe)), -jnp.inf)
+
+    def _dlog_mean(self, eta):
+        return _links.derivative(self._lk.log_mean, eta)
+
+    def _no_loss(self):
+        if not self.default_link and type(self)._loss is not None:
+            raise ValueError(
+                f"{self.name}(link={self.link!r}) has no classic machine-learning "
+                f"loss: its NLL is {type(self)._loss!r} only with the canonical link "
+                f"{self.allowed_links[0]!r}."
+            )
+
+
+#: a fitted eta within this relative distance of the edge of its link's valid
+#: range (e.g. a Poisson identity-link mean of 1e-9 times the largest) is at
+#: the edge: ``Status.INVALID_MEAN``
+EDGE_RTOL = 1e-7
+
+
+def _binary_log_prob(lk, y, top, eta):
+    """``y log mu + (top - y) log(1 - mu)`` (``0 log 0 = 0``), stable forms."""
+    a = jnp.where(y > 0, y * lk.log_mean(eta), 0.0)
+    return a + jnp.where(top > y, (top - y) * lk.log1m_mean(eta), 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian(_Linked):
+    """Normal noise: ``y ~ N(mu, scale^2)``, ``mu = eta`` (identity link: MSE).
+
+    ``link="log"`` or ``"inverse"`` (``mu = 1/eta``) are fitted by Newton on
+    the exact Hessian instead of least squares; their ``stderr`` keeps the OLS
+    convention (R's ``summary.glm``: dispersion ``RSS / (n - p)``).
+    """
+
+    link: str = "identity"
+    allowed_links: ClassVar[tuple[str, ...]] = ("identity", "log", "inverse")
+    _loss: ClassVar[str] = "mse"
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
-    newton_engine: ClassVar[str] = "lstsq"
     ols_convention: ClassVar[bool] = True
 
+    @property
+    def newton_engine(self) -> str:  # type: ignore[override]  # per instance
+        return "lstsq" if self.default_link else "newton"
+
     def _log_prob(self, y, eta, scale):
-        z = (y - eta) / scale
-        return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
+        def lp(e):
+            z = (y - self._lk.inverse(e)) / scale
+            return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
+
+        return self._masked(eta, lp)
 
     def working_response(self, y, **data):
-        return y
+        return y if self.default_link else self.linkfun(y)  # R's mustart = y
 
-    def link(self, mu):
-        return mu
+    def expected_eta_weight(self, eta, scale):
+        d = _links.derivative(self._lk.inverse, eta)
+        return d * d / scale**2
 
     def init_extra(self, y, mu, w=None):
         return {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
 
     def loss_constants(self, y, **extra):
+        self._no_loss()
         n, dt = _n_dtype(y)
         s2 = jnp.asarray(extra["scale"], dt) ** 2
         return 1.0 / (2.0 * s2), 0.5 * n * (_LOG_2PI + jnp.log(s2))
@@ -68,18 +169,30 @@ class Gaussian(Family):
         return scale**2
 
 
-class _Binary(Family):
-    """Shared by Bernoulli and Binomial: logit link, separation at 0 and the top."""
+class _Binary(_Linked):
+    """Shared by Bernoulli and Binomial: links, separation at 0 and the top."""
 
     support: ClassVar[str] = "binary"
-    convex: ClassVar[bool] = True
     can_separate: ClassVar[bool] = True
+    allowed_links: ClassVar[tuple[str, ...]] = (
+        "logit",
+        "probit",
+        "cloglog",
+        "cauchit",
+        "log",
+    )
 
-    def mean(self, eta):
-        return jax.nn.sigmoid(eta)
+    @property
+    def convex(self) -> bool:  # type: ignore[override]  # per instance
+        # log mu and log(1 - mu) are concave in eta except for cauchit
+        return self.link != "cauchit"
 
-    def link(self, mu):
-        return jnp.log(mu) - jnp.log1p(-mu)
+    def expected_eta_weight(self, eta, trials=None):
+        # mu'^2 / (mu (1 - mu)) = (d log mu)(-d log(1 - mu)): no 0/0 in the tails
+        lk = self._lk
+        e = jnp.where(_links.valid(lk, eta), eta, -1.0)
+        w = _links.derivative(lk.log_mean, e) * -_links.derivative(lk.log1m_mean, e)
+        return w if trials is None else trials * w
 
     def separation_signs(self, y, **data):
         top = 1.0 if data.get("trials") is None else np.asarray(data["trials"], float)
@@ -95,18 +208,28 @@ class Bernoulli(_Binary):
     Newton starts from ``eta = 0``.
     """
 
-    loss_name: ClassVar[str] = "bce_with_logits"
+    link: str = "logit"
+    _loss: ClassVar[str] = "bce_with_logits"
 
     def _log_prob(self, y, eta):
+        if not self.default_link:
+            return self._masked(eta, lambda e: _binary_log_prob(self._lk, y, 1.0, e))
         sp, sn = _softplus_pair(eta)
         return -y * sn - (1.0 - y) * sp
 
     def nll_derivs(self, y, eta, **data):
         """First and second derivative of ``-log p`` in ``eta`` (canonical link)."""
+        if not self.default_link:
+            return None
         mu = jax.nn.sigmoid(eta)
         return mu - y, mu * (1.0 - mu)
 
+    def working_response(self, y, **data):
+        # logit: start from eta = 0; other links: R's mustart (y + 1/2) / 2
+        return None if self.default_link else self.linkfun(0.25 + 0.5 * y)
+
     def loss_constants(self, y, **extra):
+        self._no_loss()
         _, dt = _n_dtype(y)
         return jnp.ones((), dt), jnp.zeros((), dt)
 
@@ -118,6 +241,7 @@ class Bernoulli(_Binary):
 class Binomial(_Binary):
     """Successes y out of ``trials``, logit link, binomial coefficient included."""
 
+    link: str = "logit"
     support: ClassVar[str] = "bounded_count"
     data_names: ClassVar[tuple[str, ...]] = ("trials",)
 
@@ -141,6 +265,9 @@ class Binomial(_Binary):
         return self.log_prob_kernel(y, eta, trials) + self.log_prob_const(y, trials)
 
     def log_prob_kernel(self, y, eta, trials):
+        if not self.default_link:
+            lk = self._lk
+            return self._masked(eta, lambda e: _binary_log_prob(lk, y, trials, e))
         # y*eta - trials*softplus(eta), without cancellation (see Bernoulli)
         sp, sn = _softplus_pair(eta)
         return -y * sn - (trials - y) * sp
@@ -150,6 +277,8 @@ class Binomial(_Binary):
         return gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
 
     def nll_derivs(self, y, eta, trials):
+        if not self.default_link:
+            return None
         mu = jax.nn.sigmoid(eta)
         return trials * mu - y, trials * mu * (1.0 - mu)
 
@@ -159,8 +288,8 @@ class Binomial(_Binary):
         )
 
     def working_response(self, y, trials=None):
-        p = (y + 0.5) / (trials + 1.0)
-        return jnp.log(p) - jnp.log1p(-p)
+        p = (y + 0.5) / (trials + 1.0)  # R's mustart
+        return self.linkfun(p)
 
     def saturated_log_prob(self, y, trials):
         pr = jnp.where(trials > 0, y / jnp.where(trials > 0, trials, 1.0), 0.0)
@@ -227,24 +356,20 @@ class Categorical(Family):
         return jnp.ones((), dt), jnp.zeros((), dt)
 
 
-class _Counts(Family):
-    """Shared by Poisson and NegativeBinomial: log link, ``-log y!`` split out."""
+class _Counts(_Linked):
+    """Shared by Poisson and NegativeBinomial: links, ``-log y!`` split out."""
 
     support: ClassVar[str] = "count"
     can_separate: ClassVar[bool] = True
+    allowed_links: ClassVar[tuple[str, ...]] = ("log", "identity", "sqrt")
 
     def log_prob_const(self, y, **data):
         """-log(y!): free of parameters (summed once per fit)."""
         return -gammaln(y + 1.0)
 
-    def mean(self, eta):
-        return jnp.exp(eta)
-
-    def link(self, mu):
-        return jnp.log(mu)
-
     def working_response(self, y, **data):
-        return jnp.log(y + 0.5)
+        # log link: log(y + 1/2); other links: R's mustart y + 0.1
+        return jnp.log(y + 0.5) if self.default_link else self.linkfun(y + 0.1)
 
     def separation_signs(self, y, **data):
         return np.where(y <= 0, -1.0, 0.0)  # zeros can be driven to mean 0
@@ -252,22 +377,40 @@ class _Counts(Family):
 
 @dataclasses.dataclass(frozen=True)
 class Poisson(_Counts):
-    """Counts, log link: ``log p = y*eta - exp(eta) - log(y!)`` (Poisson NLL)."""
+    """Counts, log link: ``log p = y*eta - exp(eta) - log(y!)`` (Poisson NLL).
 
-    loss_name: ClassVar[str] = "poisson_nll"
+    ``link="identity"`` (``mu = eta > 0``) or ``"sqrt"`` (``mu = eta^2``,
+    ``eta > 0``): ``log p = y log mu - mu - log(y!)``, concave in eta as well.
+    """
+
+    link: str = "log"
+    _loss: ClassVar[str] = "poisson_nll"
     convex: ClassVar[bool] = True
 
     def _log_prob(self, y, eta):
         return self.log_prob_kernel(y, eta) + self.log_prob_const(y)
 
     def log_prob_kernel(self, y, eta):
+        if not self.default_link:
+            lk = self._lk
+            return self._masked(
+                eta,
+                lambda e: jnp.where(y > 0, y * lk.log_mean(e), 0.0) - lk.inverse(e),
+            )
         return y * eta - jnp.exp(eta)
 
     def nll_derivs(self, y, eta, **data):
+        if not self.default_link:
+            return None
         mu = jnp.exp(eta)
         return mu - y, mu
 
+    def expected_eta_weight(self, eta):
+        d = self._dlog_mean(eta)
+        return d * d * self.mean(eta)
+
     def loss_constants(self, y, **extra):
+        self._no_loss()
         _, dt = _n_dtype(y)
         return jnp.ones((), dt), jnp.sum(gammaln(jnp.asarray(y, dt) + 1.0))
 
@@ -377,29 +520,34 @@ class StudentT(Family):
 
 
 @dataclasses.dataclass(frozen=True)
-class Gamma(Family):
+class Gamma(_Linked):
     """Positive y, log link, mean ``exp(eta)`` and estimated ``shape`` k.
 
     ``log p = k log(k/mu) + (k-1) log y - k y / mu - lgamma(k)``.
+    ``link="inverse"`` (``mu = 1/eta``, R's canonical Gamma link) and
+    ``"identity"`` need ``eta > 0``.
     """
 
+    link: str = "log"
+    allowed_links: ClassVar[tuple[str, ...]] = ("log", "inverse", "identity")
     support: ClassVar[str] = "positive"
     extra_names: ClassVar[tuple[str, ...]] = ("shape",)
 
     def _log_prob(self, y, eta, shape):
         k = shape
-        return (
-            k * (jnp.log(k) - eta)
-            + xlogy(k - 1.0, y)
-            - k * y * jnp.exp(-eta)
-            - gammaln(k)
-        )
 
-    def mean(self, eta):
-        return jnp.exp(eta)
+        def lp(e):
+            lm = self._lk.log_mean(e)
+            return k * (jnp.log(k) - lm) + xlogy(k - 1.0, y) - k * y * jnp.exp(-lm)
 
-    def link(self, mu):
-        return jnp.log(mu)
+        return self._masked(eta, lp) - gammaln(k)
+
+    def working_response(self, y, **data):
+        return self.linkfun(y)  # R's mustart = y
+
+    def expected_eta_weight(self, eta, shape):
+        d = self._dlog_mean(eta)
+        return shape * d * d
 
     @property
     def extra_bounds(self) -> dict[str, tuple[float, float]]:
@@ -410,9 +558,6 @@ class Gamma(Family):
             f"Gamma: shape reached {GAMMA_SHAPE_MAX:g} (shape -> inf): y is "
             "(nearly) deterministic given X, e.g. constant. converged=False."
         )
-
-    def working_response(self, y, **data):
-        return jnp.log(y)
 
     def init_extra(self, y, mu, w=None):
         cv2 = _wmean(((y - mu) / mu) ** 2, w)
@@ -430,18 +575,33 @@ class Gamma(Family):
 class NegativeBinomial(_Counts):
     """Overdispersed counts (NB2), log link: variance ``mu + alpha mu^2``.
 
+    ``link="identity"`` or ``"sqrt"`` as for Poisson (``eta > 0``): the same
+    log-likelihood at ``log mu`` from the link.
+
     With ``r = 1/alpha``: ``log p = lgamma(y+r) - lgamma(r) - log(y!)
     + r log(r/(r+mu)) + y log(mu/(r+mu))``, the last two terms written as
     ``-r*softplus(t) - y*softplus(-t)`` with ``t = eta + log(alpha)`` so that
     neither cancels for small ``alpha*mu`` nor overflows for large ``|eta|``.
     """
 
+    link: str = "log"
     extra_names: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def _log_prob(self, y, eta, alpha):
         return self.log_prob_kernel(y, eta, alpha) + self.log_prob_const(y)
 
     def log_prob_kernel(self, y, eta, alpha):
+        if self.default_link:
+            return self._kernel(y, eta, alpha)
+        return self._masked(eta, lambda e: self._kernel(y, self._lk.log_mean(e), alpha))
+
+    def expected_eta_weight(self, eta, alpha):
+        d = self._dlog_mean(eta)
+        mu = self.mean(eta)
+        return d * d * mu / (1.0 + alpha * mu)
+
+    def _kernel(self, y, eta, alpha):
+        """The log-link kernel at ``eta = log mu`` (any link: pass ``log mu``)."""
         r = 1.0 / alpha
         t = eta + jnp.log(alpha)  # log(alpha * mu)
         sp, sn = _softplus_pair(t)
@@ -482,5 +642,6 @@ class NegativeBinomial(_Counts):
 
     def saturated_log_prob(self, y, alpha):
         pos = y > 0
-        lp = self._log_prob(y, jnp.log(jnp.where(pos, y, 1.0)), alpha)
+        lm = jnp.log(jnp.where(pos, y, 1.0))  # log mu = log y, whatever the link
+        lp = self._kernel(y, lm, alpha) + self.log_prob_const(y)
         return jnp.where(pos, lp, 0.0)
