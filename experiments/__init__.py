@@ -11,6 +11,7 @@ Run them through the ``mlejax`` command (``mlejax run``) or
 from experiments import (
     gradient_equivalence,
     linear_vs_ols,
+    link_choice,
     logistic_fit,
     robust_regression,
     sampling_distribution,
@@ -25,6 +26,7 @@ EXPERIMENTS = {
         logistic_fit,
         sampling_distribution,
         robust_regression,
+        link_choice,
     )
 }
 

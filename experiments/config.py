@@ -279,6 +279,20 @@ class RobustRegression:
     max_iter: int = _f(1000, _STEPS)
 
 
+BINARY_LINKS = ("logit", "probit", "cloglog", "cauchit", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkChoice:
+    """``[link_choice]``: logit vs probit vs cloglog on the same binary data."""
+
+    n: int = _f(500, _N)
+    replications: int = _f(200, _REPS)
+    links: list[str] = _f(["logit", "probit", "cloglog"], _names(BINARY_LINKS))
+    # the link that generates y (b = (-0.5, 1, -0.7))
+    true_link: str = _f("cloglog", choices=BINARY_LINKS[:4])
+
+
 #: experiment name -> its config dataclass (the table name in TOML).
 EXPERIMENT_CONFIGS: dict[str, type] = {
     "linear_vs_ols": LinearVsOLS,
@@ -286,6 +300,7 @@ EXPERIMENT_CONFIGS: dict[str, type] = {
     "logistic_fit": LogisticFit,
     "sampling_distribution": SamplingDistribution,
     "robust_regression": RobustRegression,
+    "link_choice": LinkChoice,
 }
 
 
@@ -299,6 +314,9 @@ CROSS_CHECKS: dict[type, list[tuple[tuple[str, ...], Callable, str]]] = {
     cls: [(("n", "p"), _more_rows_than_columns, "n > p (more rows than coefficients)")]
     for cls in (LinearVsOLS, GradientEquivalence, LogisticFit, RobustRegression)
 }
+CROSS_CHECKS[LinkChoice] = [
+    (("n",), lambda c: c.n > 3, "n > 3 (more rows than the 3 coefficients)")
+]
 CROSS_CHECKS[SamplingDistribution] = [
     (
         ("ns", "p"),
