@@ -9,7 +9,7 @@ predictor ``eta``.
 * ``linkfun(mu)``: ``eta`` (R's ``linkfun``);
 * ``log_mean(eta)``: ``log mu``, and for the binary links ``log1m_mean(eta)``:
   ``log(1 - mu)``, each in a form that keeps its accuracy for large ``|eta|``
-  (``log_ndtr`` for probit tails, ``log(-expm1(-e^eta))`` with its asymptote
+  (``log_ndtr`` and ``log1p(-Phi(-x))`` for the probit tails, ``log(-expm1(-e^eta))`` with its asymptote
   for cloglog, ``atan2`` for cauchit, softplus for logit);
 * ``domain``: where ``eta`` gives a valid mean (``"real"``, ``"positive"``:
   ``eta > 0``, ``"negative"``: ``eta < 0``, ``"nonzero"``); see :func:`valid`.
@@ -57,6 +57,14 @@ def _safe(eta, ok, fill):
     return jnp.where(ok, eta, fill)
 
 
+def _log_ndtr(x):
+    """``log Phi(x)``; for x > 0 as ``log1p(-Phi(-x))``, exact to rounding where
+    ``Phi(x)`` is near 1 (``log_ndtr`` loses ~1e-10 relative there)."""
+    up = x > 0
+    xu = _safe(x, up, 1.0)
+    return jnp.where(up, jnp.log1p(-ndtr(-xu)), log_ndtr(_safe(x, ~up, -1.0)))
+
+
 def _log_pos(eta):
     """``log eta`` for eta > 0; NaN-free elsewhere (the caller masks those rows)."""
     return jnp.log(_safe(eta, eta > 0, 1.0))
@@ -91,8 +99,8 @@ LINKS: dict[str, Link] = {
         "probit",
         ndtr,
         ndtri,
-        log_ndtr,
-        log1m_mean=lambda eta: log_ndtr(-eta),
+        _log_ndtr,
+        log1m_mean=lambda eta: _log_ndtr(-eta),
     ),
     "cloglog": Link(
         "cloglog",
