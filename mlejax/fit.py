@@ -36,23 +36,11 @@ QUICK_COMPILE_SIZE = 1 << 17
 
 
 def _fit_core(
-    X,
-    y,
-    weights,
-    offset,
-    trials,
-    tol,
-    groups,
-    *,
-    family,
-    solver,
-    max_iter,
-    traced,
-    cov,
-    information="observed",
+    X, y, weights, offset, trials, tol, groups, *, family, solver, max_iter, traced, cov
 ):
     data = GLMData(X, y, weights, offset, trials)
-    eng, solver_name = engines.run(family, data, solver, tol, max_iter, information)
+    info = cov[2] if len(cov) > 2 else "observed"  # cov: (type, bounds, information)
+    eng, solver_name = engines.run(family, data, solver, tol, max_iter, info)
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
         ok = diagnostics.input_ok(family, data)
@@ -87,7 +75,7 @@ def _fit_core(
     return res, eng.r_eq
 
 
-_STATIC = ("family", "solver", "max_iter", "traced", "cov", "information")
+_STATIC = ("family", "solver", "max_iter", "traced", "cov")
 _fit_jit = jax.jit(_fit_core, static_argnames=_STATIC)
 try:
     _fit_jit_quick = jax.jit(
@@ -99,20 +87,9 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10, 11))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9, 10))
 def _fit_traced(
-    X,
-    y,
-    weights,
-    offset,
-    trials,
-    tol,
-    groups,
-    family,
-    solver,
-    max_iter,
-    cov,
-    information="observed",
+    X, y, weights, offset, trials, tol, groups, family, solver, max_iter, cov
 ):
     # jit/vmap see the plain fit; jvp/grad get a clear error (see _no_grad)
     return _fit_jit(
@@ -128,12 +105,11 @@ def _fit_traced(
         max_iter=max_iter,
         traced=True,
         cov=cov,
-        information=information,
     )
 
 
 @_fit_traced.defjvp
-def _fit_traced_jvp(family, solver, max_iter, cov, information, primals, tangents):
+def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
     raise _prepare.no_grad_error("fit")
 
 
@@ -184,10 +160,8 @@ def fit(
         ``"HC1"`` (HC0 x n/(n-k), k coefficients) or ``"cluster"`` (with
         ``groups`` ``(n,)`` or ``(n, 2)``; ``n_groups``: static bound on the
         number of groups under ``jit``/``vmap``). See docs/inference.md.
-      information: ``"observed"`` (the exact Hessian) or ``"expected"``
-        (Fisher information: R's ``summary.glm``/``vcov`` and statsmodels'
-        IRLS for any link; block diagonal between the coefficients and the
-        extras, whose block stays observed). Static. See docs/links.md.
+      information: ``"observed"`` (exact Hessian) or ``"expected"`` (Fisher: R's
+        ``summary.glm``, statsmodels' IRLS); static. See docs/links.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -212,13 +186,11 @@ def fit(
     _prepare.check_cov_type(cov_type, family.smooth)
     inference.check_information(information, family)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
-    cov = (cov_type, bounds)
+    cov = (cov_type, bounds, information)
     tol = jnp.asarray(tol, X.dtype)
     data = (X, y, weights, offset, trials)
     if _prepare.is_traced(*data, tol, groups):
-        res, r_eq = _fit_traced(
-            *data, tol, groups, family, solver, max_iter, cov, information
-        )
+        res, r_eq = _fit_traced(*data, tol, groups, family, solver, max_iter, cov)
         return res.replace(names=names)
     if buckets and groups is None and _buckets.paddable(*data):
         # after the checks: they and the rank test saw only the given rows
@@ -233,8 +205,7 @@ def fit(
         solver=solver,
         max_iter=max_iter,
         traced=False,
-        cov=("nonrobust", None),
-        information=information,
+        cov=("nonrobust", None, information),
     )
     res = inference.finish_jit(res, GLMData(*data), groups, family, cov).replace(
         names=names

@@ -341,9 +341,9 @@ def deviances(family, data, beta, extra, loglik=None):
 def robust_fields(family, data, params, extra, cov, groups) -> dict:
     """The robust ``cov``/``stderr``/``extra_stderr``/``n_groups`` of a GLM fit.
 
-    ``cov = (cov_type, bounds)``; ``{}`` for ``"nonrobust"``.
+    ``cov = (cov_type, bounds[, information])``; ``{}`` for ``"nonrobust"``.
     """
-    cov_type, bounds = cov
+    cov_type, bounds = cov[:2]
     if cov_type == "nonrobust":
         return {}
     c, se, ese, n_groups = robust_glm(

@@ -28,10 +28,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr, ndtri
+
+from mlejax.families.base import Family
 
 __all__ = ["Link", "get", "valid", "derivative", "LINKS"]
 
@@ -197,3 +200,91 @@ def at_edge(link: Link, eta: jax.Array, keep: jax.Array, rtol: float) -> jax.Arr
 def derivative(fn: Callable, eta: jax.Array) -> jax.Array:
     """Elementwise derivative of an elementwise ``fn`` at ``eta`` (forward mode)."""
     return jax.jvp(fn, (eta,), (jnp.ones_like(eta),))[1]
+
+
+# ---------------------------------------------------------------------------
+# The family side: a ``link`` field and what follows from it
+# ---------------------------------------------------------------------------
+class _Linked(Family):
+    """A family with a choice of link (R's names), stored as the field ``link``.
+
+    ``allowed_links[0]`` is the default link, the one with closed-form fast
+    paths (``nll_derivs``) and, where one exists, the classic loss; any other
+    link goes through the autodiff path of the family contract, with
+    ``log_prob`` written in the link's stable ``log mu`` / ``log(1 - mu)``
+    forms and ``-inf`` where ``eta`` leaves the link's valid range.
+    """
+
+    allowed_links: ClassVar[tuple[str, ...]] = ()
+    _loss: ClassVar[str | None] = None
+
+    def __post_init__(self):
+        get(self.name, self.link, self.allowed_links)
+
+    @property
+    def link_name(self) -> str:
+        return self.link
+
+    @property
+    def default_link(self) -> bool:
+        """Whether the link is the family's default (the fast closed forms)."""
+        return self.link == self.allowed_links[0]
+
+    @property
+    def loss_name(self) -> str | None:  # type: ignore[override]  # per instance
+        return self._loss if self.default_link else None
+
+    @property
+    def _lk(self) -> Link:
+        return get(self.name, self.link, self.allowed_links)
+
+    def mean(self, eta):
+        return self._lk.inverse(eta)
+
+    def linkfun(self, mu):
+        return self._lk.linkfun(mu)
+
+    def valid_eta(self, eta):
+        return None if self._lk.domain == "real" else valid(self._lk, eta)
+
+    def mean_out_of_range(self, eta, keep):
+        if self._lk.domain == "real":
+            return None
+        bad = jnp.any(keep & ~valid(self._lk, eta))
+        return bad | at_edge(self._lk, eta, keep, EDGE_RTOL)
+
+    def _masked(self, eta, fn):
+        """``fn(eta)`` where ``eta`` is valid for the link, ``-inf`` elsewhere.
+
+        The invalid rows are evaluated at a harmless point, so that neither the
+        value nor a derivative of the branch not taken is NaN.
+        """
+        lk = self._lk
+        if lk.domain == "real":
+            return fn(eta)
+        ok = valid(lk, eta)
+        safe = -1.0 if lk.domain == "negative" else 1.0
+        return jnp.where(ok, fn(jnp.where(ok, eta, safe)), -jnp.inf)
+
+    def _dlog_mean(self, eta):
+        return derivative(self._lk.log_mean, eta)
+
+    def _no_loss(self):
+        if not self.default_link and type(self)._loss is not None:
+            raise ValueError(
+                f"{self.name}(link={self.link!r}) has no classic machine-learning "
+                f"loss: its NLL is {type(self)._loss!r} only with the canonical link "
+                f"{self.allowed_links[0]!r}."
+            )
+
+
+#: a fitted eta within this relative distance of the edge of its link's valid
+#: range (e.g. a Poisson identity-link mean of 1e-9 times the largest) is at
+#: the edge: ``Status.INVALID_MEAN``
+EDGE_RTOL = 1e-7
+
+
+def _binary_log_prob(lk, y, top, eta):
+    """``y log mu + (top - y) log(1 - mu)`` (``0 log 0 = 0``), stable forms."""
+    a = jnp.where(y > 0, y * lk.log_mean(eta), 0.0)
+    return a + jnp.where(top > y, (top - y) * lk.log1m_mean(eta), 0.0)
