@@ -19,7 +19,7 @@ first and second derivatives are finite wherever the value is.
 
 >>> import jax.numpy as jnp
 >>> from mlejax.families import links
->>> float(links.get("probit").log_mean(jnp.array(-40.0)))  # log Phi(-40)
+>>> float(links.LINKS["probit"].log_mean(jnp.array(-40.0)))  # log Phi(-40)
 -804.608...
 """
 
