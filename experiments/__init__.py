@@ -12,6 +12,7 @@ from experiments import (
     coverage,
     gradient_equivalence,
     linear_vs_ols,
+    link_choice,
     logistic_fit,
     regulariser_prior,
     robust_regression,
@@ -29,6 +30,7 @@ EXPERIMENTS = {
         robust_regression,
         regulariser_prior,
         coverage,
+        link_choice,
     )
 }
 

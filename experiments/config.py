@@ -318,6 +318,20 @@ class Coverage:
     n_small: int = _f(20, ge=10, le=1_000_000)
 
 
+BINARY_LINKS = ("logit", "probit", "cloglog", "cauchit", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkChoice:
+    """``[link_choice]``: logit vs probit vs cloglog on the same binary data."""
+
+    n: int = _f(500, _N)
+    replications: int = _f(200, _REPS)
+    links: list[str] = _f(["logit", "probit", "cloglog"], _names(BINARY_LINKS))
+    # the link that generates y (b = (-0.5, 1, -0.7))
+    true_link: str = _f("cloglog", choices=BINARY_LINKS[:4])
+
+
 #: experiment name -> its config dataclass (the table name in TOML).
 EXPERIMENT_CONFIGS: dict[str, type] = {
     "linear_vs_ols": LinearVsOLS,
@@ -327,6 +341,7 @@ EXPERIMENT_CONFIGS: dict[str, type] = {
     "robust_regression": RobustRegression,
     "regulariser_prior": RegulariserPrior,
     "coverage": Coverage,
+    "link_choice": LinkChoice,
 }
 
 
@@ -346,6 +361,9 @@ CROSS_CHECKS: dict[type, list[tuple[tuple[str, ...], Callable, str]]] = {
         RegulariserPrior,
     )
 }
+CROSS_CHECKS[LinkChoice] = [
+    (("n",), lambda c: c.n > 3, "n > 3 (more rows than the 3 coefficients)")
+]
 CROSS_CHECKS[SamplingDistribution] = [
     (
         ("ns", "p"),

@@ -69,6 +69,10 @@ LAYOUT = {
             )
         ],
     ),
+    "link_choice": (
+        "Link choice as model choice: logit, probit, cloglog",
+        [("links", None)],
+    ),
     "robust_regression": (
         "Robust regression: Laplace vs Gaussian vs Student-t",
         [("errors", None)],

@@ -19,30 +19,21 @@ from mlejax._prepare import (  # (defined above its import of us)
 # exposure=, var_weights=, dispersion=
 # ----------------------------------------------------------------------------
 #: R's name of each built-in family's default link (until families carry ``link_name``)
-_DEFAULT_LINKS = {
-    "Poisson": "log",
-    "NegativeBinomial": "log",
-    "Gamma": "log",
-    "Gaussian": "identity",
-    "StudentT": "identity",
-    "Laplace": "identity",
-    "Bernoulli": "logit",
-    "Binomial": "logit",
-    "Categorical": "softmax",
-}
+#: the links of the built-in families without a ``link=`` choice
+_FIXED_LINKS = {"StudentT": "identity", "Laplace": "identity", "Categorical": "softmax"}
 
 
 def link_name(family) -> str | None:
     """R's name of ``family``'s link (``"log"``, ``"logit"``, ...), or ``None``.
 
-    ``family.link_name`` where the family has one; else the built-in family's
-    default link; ``None`` for a user family that does not say.
+    ``family.link_name``; for the built-in families without a link choice
+    their fixed link; ``None`` for a user family that does not say.
     """
-    name = getattr(family, "link_name", None)
+    name = family.link_name
     if isinstance(name, str):
         return name
-    if type(family).__module__ == fam.builtin.__name__:
-        return _DEFAULT_LINKS.get(type(family).__name__)
+    if type(family).__module__.startswith("mlejax.families"):
+        return _FIXED_LINKS.get(type(family).__name__)
     return None
 
 

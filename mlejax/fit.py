@@ -49,7 +49,10 @@ def _fit_core(data, pearson, tol, groups, *pen, family, solver, max_iter, traced
     # pen: (penalty,) or (penalty, theta0) for a warm start (mj.fit_path)
     raw, data = data, _prepare.mask_zero_precision(data)
     X, weights = data.X, data.weights
-    eng, solver_name = engines.run(family, data, solver, tol, max_iter, *pen)
+    info = cov[2] if len(cov) > 2 else "observed"  # cov: (type, bounds, information)
+    eng, solver_name = engines.run(
+        family, data, solver, tol, max_iter, *pen, information=info
+    )
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
         ok = diagnostics.input_ok(family, raw)
@@ -141,6 +144,7 @@ def fit(
     groups: ArrayLike | None = None,
     n_groups: int | tuple | None = None,
     penalty: Penalty | None = None,
+    information: str = "observed",
 ) -> FitResult:
     """Maximum-likelihood fit of a regression ``eta = X @ params + offset``.
 
@@ -182,6 +186,8 @@ def fit(
       penalty: ``mj.penalties.Ridge``/``Lasso``/``ElasticNet``: MAP fit, added to
         the total NLL (``loglik`` unpenalised, ``res.objective`` penalised, ``cov``
         the Laplace approximation). See docs/penalties.md.
+      information: ``"observed"`` (exact Hessian) or ``"expected"`` (Fisher: R's
+        ``summary.glm``, statsmodels' IRLS); static. See docs/links.md.
 
     Returns:
       FitResult. ``converged=False`` (plus a warning when not traced) on
@@ -211,8 +217,9 @@ def fit(
     )
     _prepare.check_cov_type(cov_type, family.smooth)
     check_penalty(penalty, solver, p=X.shape[1], family=family, cov_type=cov_type)
+    inference.check_information(information, family)
     groups, bounds = _prepare.prepare_groups(cov_type, groups, X.shape[0], n_groups)
-    cov = (cov_type, bounds)
+    cov = (cov_type, bounds, information)
     tol = jnp.asarray(tol, X.dtype)
     data = GLMData(X, y, weights, offset, trials, var_weights)
     # a data flag, not static: both conventions share one compiled fit
@@ -234,7 +241,8 @@ def fit(
         data = _prepare.pad_bucket(data, family)
     n, p = X.shape
     compiled = _fit_jit_quick if n * p <= QUICK_COMPILE_SIZE else _fit_jit
-    st = dict(family=family, solver=solver, max_iter=max_iter, cov=("nonrobust", None))
+    st = dict(family=family, solver=solver, max_iter=max_iter)
+    st["cov"] = ("nonrobust", None, information)
     res, r_eq, _ = compiled(data, pearson, tol, None, penalty, traced=False, **st)
     res = inference.finish_jit(res, data, groups, family, cov).replace(
         names=names, dispersion_method=dispersion

@@ -70,6 +70,57 @@ def from_information(info: jax.Array, nb: int, cov_scale=1.0) -> Inference:
     return Inference(cov, jnp.sqrt(jnp.diag(cov)), se_full[nb:])
 
 
+INFORMATION = ("observed", "expected")
+
+
+def check_information(information, family) -> None:
+    """ValueError for an unknown ``information`` or one the family cannot give."""
+    if information not in INFORMATION:
+        raise ValueError(
+            f"information must be 'observed' (exact Hessian) or 'expected' (Fisher "
+            f"information, R's summary.glm); got {information!r}."
+        )
+    if information == "expected" and family.smooth:
+        probe = {k: 1.0 for k in family.extra_names}
+        has = not family.eta_has_axis and (
+            family.expected_eta_weight(jnp.ones(1), **probe) is not None
+        )
+        if not has:
+            raise ValueError(
+                f"information='expected' is not available for {family.name}: it "
+                "needs the family's Fisher weight (Family.expected_eta_weight; the "
+                "GLM families Gaussian, Bernoulli, Binomial, Poisson, Gamma and "
+                "NegativeBinomial have it). Use information='observed'."
+            )
+
+
+def expected_glm_information(family, data, obj, theta, observed):
+    """Fisher information over ``(beta, extras)``, block diagonal.
+
+    The coefficient block is ``X' diag(w W) X`` with the family's Fisher
+    weight ``W = mu'(eta)^2 / Var(y)`` (:meth:`Family.expected_eta_weight`,
+    R's IRLS weight), so ``cov`` reproduces R's ``summary.glm``/``vcov`` and
+    statsmodels' IRLS covariance for any link. Between the coefficients and
+    the extras (dispersion, shape, NB alpha) the expected information is 0
+    for these families; the extras' block is kept from ``observed`` (the
+    observed information of the extras at the MLE: the expected one for
+    Gaussian scale and Gamma shape, and what R's ``glm.nb`` reports for
+    ``theta``).
+    """
+    X, y, w, offset, trials = data
+    nb = obj.nb
+    beta, extra = obj.unpack(theta)
+    eta = obj.eta(theta)
+    kw = dict(extra)
+    if trials is not None:
+        kw["trials"] = trials
+    W = family.expected_eta_weight(eta, **kw)
+    W = jnp.where(w > 0, w * W, 0.0)
+    H_bb = X.T @ (X * W[:, None])
+    info = jnp.zeros_like(observed).at[:nb, :nb].set(H_bb)
+    return info.at[nb:, nb:].set(observed[nb:, nb:])
+
+
 def information_criteria(loglik, k, nobs):
     """``(aic, bic) = (-2 l + 2 k, -2 l + k log n)``."""
     return -2.0 * loglik + 2.0 * k, -2.0 * loglik + k * jnp.log(nobs)
@@ -292,7 +343,7 @@ def deviances(family, data, beta, extra, loglik=None):
     # (exponential families, any link): the loop then stops after a step
     data_kw = {} if trials is None else {"trials": trials}
     w_mean = w if v_rows is None else w * v_rows  # the precision-weighted mean
-    c0 = family.link(family.null_mean(y, w_mean, **data_kw))
+    c0 = family.linkfun(family.null_mean(y, w_mean, **data_kw))
     if c0 is None:
         c0 = jnp.zeros((), X.dtype)
     mean_off = jnp.sum(jnp.where(pos, w * offset, 0.0)) / jnp.sum(w)
@@ -304,9 +355,9 @@ def deviances(family, data, beta, extra, loglik=None):
 def robust_fields(family, data, params, extra, cov, groups) -> dict:
     """The robust ``cov``/``stderr``/``extra_stderr``/``n_groups`` of a GLM fit.
 
-    ``cov = (cov_type, bounds)``; ``{}`` for ``"nonrobust"``.
+    ``cov = (cov_type, bounds[, information])``; ``{}`` for ``"nonrobust"``.
     """
-    cov_type, bounds = cov
+    cov_type, bounds = cov[:2]
     if cov_type == "nonrobust":
         return {}
     c, se, ese, n_groups = robust_glm(

@@ -34,6 +34,7 @@ class Status(enum.IntEnum):
     RANK_DEFICIENT = 7
     NOT_MAXIMUM = 8
     EMPTY_CLASS = 9
+    INVALID_MEAN = 10
 
     @property
     def reason(self) -> str:
@@ -61,6 +62,11 @@ _REASONS = {
         "first-order solver stopped where Newton still predicts a gain"
     ),
     Status.EMPTY_CLASS: "a class of y has no observations: its coefficients diverge",
+    Status.INVALID_MEAN: (
+        "fitted means outside (or on the edge of) the valid range of the link "
+        "(e.g. a Poisson identity-link mean <= 0, a binomial log-link mean >= 1): "
+        "no interior MLE; use the canonical link or other covariates"
+    ),
 }
 
 

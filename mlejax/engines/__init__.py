@@ -45,9 +45,21 @@ class EngineResult(NamedTuple):
 
 
 def run(
-    family, data, solver, tol, max_iter: int, penalty=None, theta0=None
+    family,
+    data,
+    solver,
+    tol,
+    max_iter: int,
+    penalty=None,
+    theta0=None,
+    information: str = "observed",
 ) -> tuple[EngineResult, str]:
-    """The engine for ``family`` and ``solver``, and the solver's reported name."""
+    """The engine for ``family`` and ``solver``, and the solver's reported name.
+
+    ``information="expected"`` matters to the ``glm`` engine only: least
+    squares (Gaussian identity) has expected = observed information, and
+    exact LAD (Laplace) uses the expected information anyway.
+    """
     from mlejax.engines import glm, lad, lstsq, penalized
 
     if penalty is not None:  # MAP: Newton / proximal Newton for every smooth family
@@ -61,4 +73,4 @@ def run(
     if solver == "newton" and family.newton_engine == "lad":
         return lad.fit(family, data, tol, max_iter), "irls-lad"
     name = solver if isinstance(solver, str) else "optax"
-    return glm.fit(family, data, solver, tol, max_iter), name
+    return glm.fit(family, data, solver, tol, max_iter, information), name

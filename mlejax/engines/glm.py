@@ -63,7 +63,8 @@ def start_values(family, data: GLMData, p: int) -> jax.Array:
     if z is None:  # start at eta = 0
         beta0, mu0 = jnp.zeros(nb, dtype), None
     else:
-        beta0 = quick_lstsq(X, z - offset, w)
+        beta0 = quick_lstsq(X, jnp.where(jnp.isfinite(z), z, 0.0) - offset, w)
+        beta0 = _inside_start(family, data, beta0)
         mu0 = family.mean(X @ beta0 + offset)
     if not family.extra_names:
         return beta0
@@ -73,6 +74,40 @@ def start_values(family, data: GLMData, p: int) -> jax.Array:
     u0 = jnp.log(jnp.stack([jnp.asarray(ex[k], dtype) for k in family.extra_names]))
     u0 = jnp.where(jnp.isfinite(u0), u0, 0.0)
     return jnp.concatenate([beta0, u0])
+
+
+def _inside_start(family, data: GLMData, beta0: jax.Array) -> jax.Array:
+    """Pull a start whose means leave the link's valid range back inside.
+
+    Links with a finite edge (``Family.valid_eta``): the least-squares start
+    is shrunk towards the intercept-only fit ``link(mean y)`` (when ``X`` has
+    a constant column) by halving, as R's ``glm.fit`` halves a step that
+    leaves the valid range; the largest valid fraction is kept.
+    """
+    X, y, w, offset, trials = data
+    eta1 = X @ beta0 + offset
+    if family.valid_eta(eta1) is None:
+        return beta0
+    pos = w > 0
+    row0 = X[jnp.argmax(pos)]
+    same = jnp.all(jnp.where(pos[:, None], X == row0[None, :], True), axis=0)
+    const = same & (row0 != 0)
+    j = jnp.argmax(const)
+    c0 = family.linkfun(family.null_mean(y, w, **_data_kw(trials)))
+    c0 = jnp.where(jnp.isfinite(c0), c0, 0.0)
+    beta_int = jnp.zeros_like(beta0).at[j].set(jnp.where(const[j], c0 / row0[j], 0.0))
+    eta0 = X @ beta_int + offset
+    fracs = 0.5 ** jnp.arange(12, dtype=X.dtype)
+    fracs = jnp.concatenate([fracs, jnp.zeros(1, X.dtype)])
+
+    def ok(t):
+        v = family.valid_eta(eta0 + t * (eta1 - eta0))
+        return jnp.all(jnp.where(pos, v, True))
+
+    good = jax.vmap(ok)(fracs)
+    t = fracs[jnp.argmax(good)]  # the first (largest) valid fraction, else 1
+    t = jnp.where(jnp.any(good), t, 1.0)
+    return beta_int + t * (beta0 - beta_int)
 
 
 def separated(family, data: GLMData, obj, theta, tol=SEPARATION_TOL) -> jax.Array:
@@ -140,8 +175,15 @@ def subsample_start(family, data: GLMData, convex: bool, project):
     return jnp.where(ok, out.x, theta0), jnp.where(ok, out.H * scale, 0.0), ok
 
 
-def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
-    """Maximum likelihood over ``theta = [vec(beta), log(extra)]``."""
+def fit(
+    family, data: GLMData, solver, tol, max_iter: int, information: str = "observed"
+) -> EngineResult:
+    """Maximum likelihood over ``theta = [vec(beta), log(extra)]``.
+
+    ``information``: ``"observed"`` (the exact Hessian) or ``"expected"``
+    (Fisher: :func:`mlejax.inference.expected_glm_information`) for the
+    covariance.
+    """
     X, y, w, offset, trials = data[:5]
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
@@ -195,6 +237,8 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     theta = out.x
     if family.smooth:
         info = inference.natural_hessian(H, g, theta, nb)
+        if information == "expected":
+            info = inference.expected_glm_information(family, data, obj, theta, info)
     else:  # e.g. Laplace: the observed Hessian says nothing; expected information
         info = inference.natural_hessian(
             obj.expected_information(theta), jnp.zeros_like(g), theta, nb
@@ -203,7 +247,8 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     inf = inference.from_information(info, nb, cov_scale)
     beta, extra = obj.unpack(theta)
     # The reported log-likelihood from a fresh X @ beta (one pass).
-    loglik = -obj.value_at(obj.eta(theta), theta)
+    eta_end = obj.eta(theta)
+    loglik = -obj.value_at(eta_end, theta)
     status = out.status
     # A singular or indefinite information at the end: no (interior) maximum.
     pd = jnp.all(jnp.isfinite(inf.stderr)) & jnp.all(jnp.isfinite(inf.extra_stderr))
@@ -215,6 +260,10 @@ def fit(family, data: GLMData, solver, tol, max_iter: int) -> EngineResult:
     sep = separated(family, data, obj, theta, sep_tol)
     status = jnp.where(sep, int(Status.SEPARATION), status)
     status = jnp.where(family.empty_class(y, w), int(Status.EMPTY_CLASS), status)
+    # a mean outside (or on the edge of) its link's range: no interior MLE
+    out_of_range = family.mean_out_of_range(eta_end, w > 0)
+    if out_of_range is not None:
+        status = jnp.where(out_of_range, int(Status.INVALID_MEAN), status)
     converged = status == Status.CONVERGED
     return EngineResult(
         params=beta,

@@ -21,10 +21,9 @@ and the offending value; under ``jit``/``vmap`` only shapes are checked.
 from __future__ import annotations
 
 from mlejax.families.base import Family
+from mlejax.families.binary import Bernoulli, Binomial
 from mlejax.families.builtin import (
     STUDENT_T_DF_MAX,
-    Bernoulli,
-    Binomial,
     Categorical,
     Gamma,
     Gaussian,

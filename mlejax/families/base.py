@@ -49,6 +49,11 @@ class Family:
                               separating columns
     ``expected_nll_hessian``  per-row expected information, used when the
                               log-likelihood is not smooth (``smooth = False``)
+    ``expected_eta_weight``   per-row Fisher weight in eta
+                              (``information="expected"``)
+    ``linkfun``, ``link_name``  the link and R's name of it
+    ``valid_eta``,            the valid range of eta (non-canonical links):
+    ``mean_out_of_range``     start values and ``Status.INVALID_MEAN``
     ``pad_value``             a harmless ``y`` for zero-weight padding rows
     ``loss_input``,           the classic-loss reading of the NLL
     ``loss_constants``        (``mj.equivalence``)
@@ -154,15 +159,36 @@ class Family:
         """Inverse link: the mean (or location) of y given eta."""
         return eta
 
-    def link(self, mu: jax.Array) -> jax.Array | None:
+    def linkfun(self, mu: jax.Array) -> jax.Array | None:
         """The link, the inverse of :meth:`mean` (``None``: not available)."""
+        return None
+
+    @property
+    def link_name(self) -> str | None:
+        """R's name of the link (``"logit"``, ``"log"``, ...); ``None``: not said."""
+        return None
+
+    def valid_eta(self, eta: jax.Array) -> jax.Array | None:
+        """Traced: whether each ``eta`` gives a mean in range, or ``None``.
+
+        ``None`` (the default) means every finite ``eta`` is valid (no check
+        is compiled). Links with a finite edge (Poisson ``identity``: ``eta >
+        0``; binomial ``log``: ``eta < 0``) say where it is; the start values
+        are pulled inside it and the fit reports ``Status.INVALID_MEAN``
+        when its answer is not (see :meth:`mean_out_of_range`).
+        """
+        return None
+
+    def mean_out_of_range(self, eta: jax.Array, keep: jax.Array) -> jax.Array | None:
+        """Traced: whether the fitted means of the ``keep`` rows leave (or sit
+        on the edge of) the valid range; ``None`` (default): they cannot."""
         return None
 
     def null_mean(self, y: jax.Array, w: jax.Array, **data) -> jax.Array:
         """The mean of the intercept-only model without offset (weighted mean of y).
 
         Exact for the exponential families whatever the link; with
-        :meth:`link` it starts the null-deviance fit at (or near) its answer.
+        :meth:`linkfun` it starts the null-deviance fit at (or near) its answer.
         """
         return jnp.sum(jnp.where(w > 0, w * y, 0.0)) / jnp.sum(w)
 
@@ -257,6 +283,15 @@ class Family:
 
         Shape ``(n, m + q, m + q)``, extras on their natural scale. Required
         when ``smooth`` is False (the observed Hessian is not informative).
+        """
+        return None
+
+    def expected_eta_weight(self, eta: jax.Array, **kw) -> jax.Array | None:
+        """Per-row expected information ``E[-d^2 log p / d eta^2]``, or ``None``.
+
+        The GLM weight ``mu'(eta)^2 / Var(y)`` (the IRLS weight of R's
+        ``glm``); ``kw``: the extras and data keywords. It gives
+        ``information="expected"`` (``None``: that option is refused).
         """
         return None
 

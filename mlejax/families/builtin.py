@@ -15,6 +15,7 @@ from mlejax import _checks
 from mlejax._math import abs0 as _abs
 from mlejax._math import log_softmax_at as _log_softmax_at
 from mlejax._math import softplus_pair as _softplus_pair
+from mlejax.families import links as _links
 from mlejax.families._special import (
     _NB_STIRLING_R,
     _lgamma_half_step,
@@ -23,6 +24,7 @@ from mlejax.families._special import (
     _wmean,
 )
 from mlejax.families.base import Family
+from mlejax.families.links import _Linked
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -35,31 +37,46 @@ GAMMA_SHAPE_MAX = 1e10
 
 
 @dataclasses.dataclass(frozen=True)
-class Gaussian(Family):
-    """Normal noise, identity link: ``y ~ N(eta, scale^2)``; its NLL is MSE."""
+class Gaussian(_Linked):
+    """Normal noise: ``y ~ N(mu, scale^2)``, ``mu = eta`` (identity link: MSE).
 
-    loss_name: ClassVar[str] = "mse"
+    ``link="log"`` or ``"inverse"`` (``mu = 1/eta``) are fitted by Newton on
+    the exact Hessian instead of least squares; their ``stderr`` keeps the OLS
+    convention (R's ``summary.glm``: dispersion ``RSS / (n - p)``).
+    """
+
+    link: str = "identity"
+    allowed_links: ClassVar[tuple[str, ...]] = ("identity", "log", "inverse")
+    _loss: ClassVar[str] = "mse"
     extra_names: ClassVar[tuple[str, ...]] = ("scale",)
-    newton_engine: ClassVar[str] = "lstsq"
     ols_convention: ClassVar[bool] = True
     var_weights_mode: ClassVar[str | None] = "dispersion"
     precision_extra: ClassVar[tuple] = ("scale", -0.5)  # N(mu, scale^2 / v)
     variance_power: ClassVar[int] = 0
 
+    @property
+    def newton_engine(self) -> str:  # type: ignore[override]  # per instance
+        return "lstsq" if self.default_link else "newton"
+
     def _log_prob(self, y, eta, scale):
-        z = (y - eta) / scale
-        return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
+        def lp(e):
+            z = (y - self._lk.inverse(e)) / scale
+            return -0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI
+
+        return self._masked(eta, lp)
 
     def working_response(self, y, **data):
-        return y
+        return y if self.default_link else self.linkfun(y)  # R's mustart = y
 
-    def link(self, mu):
-        return mu
+    def expected_eta_weight(self, eta, scale):
+        d = _links.derivative(self._lk.inverse, eta)
+        return d * d / scale**2
 
     def init_extra(self, y, mu, w=None):
         return {"scale": jnp.sqrt(_wmean((y - mu) ** 2, w))}
 
     def loss_constants(self, y, **extra):
+        self._no_loss()
         n, dt = _n_dtype(y)
         s2 = jnp.asarray(extra["scale"], dt) ** 2
         return 1.0 / (2.0 * s2), 0.5 * n * (_LOG_2PI + jnp.log(s2))
@@ -69,108 +86,6 @@ class Gaussian(Family):
 
     def deviance_scale(self, scale):
         return scale**2
-
-
-class _Binary(Family):
-    """Shared by Bernoulli and Binomial: logit link, separation at 0 and the top."""
-
-    support: ClassVar[str] = "binary"
-    convex: ClassVar[bool] = True
-    can_separate: ClassVar[bool] = True
-    var_weights_mode: ClassVar[str | None] = "loglik"
-
-    def mean(self, eta):
-        return jax.nn.sigmoid(eta)
-
-    def link(self, mu):
-        return jnp.log(mu) - jnp.log1p(-mu)
-
-    def separation_signs(self, y, **data):
-        top = 1.0 if data.get("trials") is None else np.asarray(data["trials"], float)
-        return np.where(y <= 0, -1.0, np.where(y >= top, 1.0, 0.0))
-
-
-@dataclasses.dataclass(frozen=True)
-class Bernoulli(_Binary):
-    """Binary y in {0, 1}, logit link: ``log p = y*eta - softplus(eta)`` (BCE).
-
-    Evaluated as ``-y*softplus(-eta) - (1-y)*softplus(eta)``: the same value
-    without cancellation, so ``log p`` near 0 (y=1, eta=30) stays accurate.
-    Newton starts from ``eta = 0``.
-    """
-
-    loss_name: ClassVar[str] = "bce_with_logits"
-
-    def _log_prob(self, y, eta):
-        sp, sn = _softplus_pair(eta)
-        return -y * sn - (1.0 - y) * sp
-
-    def nll_derivs(self, y, eta, **data):
-        """First and second derivative of ``-log p`` in ``eta`` (canonical link)."""
-        mu = jax.nn.sigmoid(eta)
-        return mu - y, mu * (1.0 - mu)
-
-    def loss_constants(self, y, **extra):
-        _, dt = _n_dtype(y)
-        return jnp.ones((), dt), jnp.zeros((), dt)
-
-    def saturated_log_prob(self, y, **data):
-        return jnp.zeros_like(y)
-
-
-@dataclasses.dataclass(frozen=True)
-class Binomial(_Binary):
-    """Successes y out of ``trials``, logit link, binomial coefficient included."""
-
-    support: ClassVar[str] = "bounded_count"
-    data_names: ClassVar[tuple[str, ...]] = ("trials",)
-
-    def check_y(self, y, trials=None) -> None:
-        if trials is None:
-            raise ValueError(
-                "Binomial: trials= is required (number of trials per row)."
-            )
-        t = _checks.concrete(trials)
-        if t is not None:
-            _checks.require_finite("trials", t, self.name)
-            if not (np.all(np.floor(t) == t) and np.all(t >= 0)):
-                bad = np.flatnonzero(~((np.floor(t) == t) & (t >= 0)))[0]
-                raise ValueError(
-                    "Binomial: trials must be non-negative integers; "
-                    f"trials[{bad}] = {t.flat[bad]!r}."
-                )
-        _checks.require_support(self.name, y, "bounded_count", upper=trials)
-
-    def _log_prob(self, y, eta, trials):
-        return self.log_prob_kernel(y, eta, trials) + self.log_prob_const(y, trials)
-
-    def log_prob_kernel(self, y, eta, trials):
-        # y*eta - trials*softplus(eta), without cancellation (see Bernoulli)
-        sp, sn = _softplus_pair(eta)
-        return -y * sn - (trials - y) * sp
-
-    def log_prob_const(self, y, trials):
-        """log C(trials, y): free of parameters (summed once per fit)."""
-        return gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
-
-    def nll_derivs(self, y, eta, trials):
-        mu = jax.nn.sigmoid(eta)
-        return trials * mu - y, trials * mu * (1.0 - mu)
-
-    def null_mean(self, y, w, trials=None):
-        return jnp.sum(jnp.where(w > 0, w * y, 0.0)) / jnp.sum(
-            jnp.where(w > 0, w * trials, 0.0)
-        )
-
-    def working_response(self, y, trials=None):
-        p = (y + 0.5) / (trials + 1.0)
-        return jnp.log(p) - jnp.log1p(-p)
-
-    def saturated_log_prob(self, y, trials):
-        pr = jnp.where(trials > 0, y / jnp.where(trials > 0, trials, 1.0), 0.0)
-        return (
-            xlogy(y, pr) + xlogy(trials - y, 1.0 - pr) + self.log_prob_const(y, trials)
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,24 +156,20 @@ class Categorical(Family):
         return jnp.ones((), dt), jnp.zeros((), dt)
 
 
-class _Counts(Family):
-    """Shared by Poisson and NegativeBinomial: log link, ``-log y!`` split out."""
+class _Counts(_Linked):
+    """Shared by Poisson and NegativeBinomial: links, ``-log y!`` split out."""
 
     support: ClassVar[str] = "count"
     can_separate: ClassVar[bool] = True
+    allowed_links: ClassVar[tuple[str, ...]] = ("log", "identity", "sqrt")
 
     def log_prob_const(self, y, **data):
         """-log(y!): free of parameters (summed once per fit)."""
         return -gammaln(y + 1.0)
 
-    def mean(self, eta):
-        return jnp.exp(eta)
-
-    def link(self, mu):
-        return jnp.log(mu)
-
     def working_response(self, y, **data):
-        return jnp.log(y + 0.5)
+        # log link: log(y + 1/2); other links: R's mustart y + 0.1
+        return jnp.log(y + 0.5) if self.default_link else self.linkfun(y + 0.1)
 
     def separation_signs(self, y, **data):
         return np.where(y <= 0, -1.0, 0.0)  # zeros can be driven to mean 0
@@ -266,9 +177,14 @@ class _Counts(Family):
 
 @dataclasses.dataclass(frozen=True)
 class Poisson(_Counts):
-    """Counts, log link: ``log p = y*eta - exp(eta) - log(y!)`` (Poisson NLL)."""
+    """Counts, log link: ``log p = y*eta - exp(eta) - log(y!)`` (Poisson NLL).
 
-    loss_name: ClassVar[str] = "poisson_nll"
+    ``link="identity"`` (``mu = eta > 0``) or ``"sqrt"`` (``mu = eta^2``,
+    ``eta > 0``): ``log p = y log mu - mu - log(y!)``, concave in eta as well.
+    """
+
+    link: str = "log"
+    _loss: ClassVar[str] = "poisson_nll"
     convex: ClassVar[bool] = True
     var_weights_mode: ClassVar[str | None] = "loglik"
 
@@ -276,13 +192,26 @@ class Poisson(_Counts):
         return self.log_prob_kernel(y, eta) + self.log_prob_const(y)
 
     def log_prob_kernel(self, y, eta):
+        if not self.default_link:
+            lk = self._lk
+            return self._masked(
+                eta,
+                lambda e: jnp.where(y > 0, y * lk.log_mean(e), 0.0) - lk.inverse(e),
+            )
         return y * eta - jnp.exp(eta)
 
     def nll_derivs(self, y, eta, **data):
+        if not self.default_link:
+            return None
         mu = jnp.exp(eta)
         return mu - y, mu
 
+    def expected_eta_weight(self, eta):
+        d = self._dlog_mean(eta)
+        return d * d * self.mean(eta)
+
     def loss_constants(self, y, **extra):
+        self._no_loss()
         _, dt = _n_dtype(y)
         return jnp.ones((), dt), jnp.sum(gammaln(jnp.asarray(y, dt) + 1.0))
 
@@ -392,12 +321,16 @@ class StudentT(Family):
 
 
 @dataclasses.dataclass(frozen=True)
-class Gamma(Family):
+class Gamma(_Linked):
     """Positive y, log link, mean ``exp(eta)`` and estimated ``shape`` k.
 
     ``log p = k log(k/mu) + (k-1) log y - k y / mu - lgamma(k)``.
+    ``link="inverse"`` (``mu = 1/eta``, R's canonical Gamma link) and
+    ``"identity"`` need ``eta > 0``.
     """
 
+    link: str = "log"
+    allowed_links: ClassVar[tuple[str, ...]] = ("log", "inverse", "identity")
     support: ClassVar[str] = "positive"
     extra_names: ClassVar[tuple[str, ...]] = ("shape",)
     var_weights_mode: ClassVar[str | None] = "dispersion"
@@ -406,18 +339,19 @@ class Gamma(Family):
 
     def _log_prob(self, y, eta, shape):
         k = shape
-        return (
-            k * (jnp.log(k) - eta)
-            + xlogy(k - 1.0, y)
-            - k * y * jnp.exp(-eta)
-            - gammaln(k)
-        )
 
-    def mean(self, eta):
-        return jnp.exp(eta)
+        def lp(e):
+            lm = self._lk.log_mean(e)
+            return k * (jnp.log(k) - lm) + xlogy(k - 1.0, y) - k * y * jnp.exp(-lm)
 
-    def link(self, mu):
-        return jnp.log(mu)
+        return self._masked(eta, lp) - gammaln(k)
+
+    def working_response(self, y, **data):
+        return self.linkfun(y)  # R's mustart = y
+
+    def expected_eta_weight(self, eta, shape):
+        d = self._dlog_mean(eta)
+        return shape * d * d
 
     @property
     def extra_bounds(self) -> dict[str, tuple[float, float]]:
@@ -428,9 +362,6 @@ class Gamma(Family):
             f"Gamma: shape reached {GAMMA_SHAPE_MAX:g} (shape -> inf): y is "
             "(nearly) deterministic given X, e.g. constant. converged=False."
         )
-
-    def working_response(self, y, **data):
-        return jnp.log(y)
 
     def init_extra(self, y, mu, w=None):
         cv2 = _wmean(((y - mu) / mu) ** 2, w)
@@ -448,18 +379,33 @@ class Gamma(Family):
 class NegativeBinomial(_Counts):
     """Overdispersed counts (NB2), log link: variance ``mu + alpha mu^2``.
 
+    ``link="identity"`` or ``"sqrt"`` as for Poisson (``eta > 0``): the same
+    log-likelihood at ``log mu`` from the link.
+
     With ``r = 1/alpha``: ``log p = lgamma(y+r) - lgamma(r) - log(y!)
     + r log(r/(r+mu)) + y log(mu/(r+mu))``, the last two terms written as
     ``-r*softplus(t) - y*softplus(-t)`` with ``t = eta + log(alpha)`` so that
     neither cancels for small ``alpha*mu`` nor overflows for large ``|eta|``.
     """
 
+    link: str = "log"
     extra_names: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def _log_prob(self, y, eta, alpha):
         return self.log_prob_kernel(y, eta, alpha) + self.log_prob_const(y)
 
     def log_prob_kernel(self, y, eta, alpha):
+        if self.default_link:
+            return self._kernel(y, eta, alpha)
+        return self._masked(eta, lambda e: self._kernel(y, self._lk.log_mean(e), alpha))
+
+    def expected_eta_weight(self, eta, alpha):
+        d = self._dlog_mean(eta)
+        mu = self.mean(eta)
+        return d * d * mu / (1.0 + alpha * mu)
+
+    def _kernel(self, y, eta, alpha):
+        """The log-link kernel at ``eta = log mu`` (any link: pass ``log mu``)."""
         r = 1.0 / alpha
         t = eta + jnp.log(alpha)  # log(alpha * mu)
         sp, sn = _softplus_pair(t)
@@ -500,5 +446,6 @@ class NegativeBinomial(_Counts):
 
     def saturated_log_prob(self, y, alpha):
         pos = y > 0
-        lp = self._log_prob(y, jnp.log(jnp.where(pos, y, 1.0)), alpha)
+        lm = jnp.log(jnp.where(pos, y, 1.0))  # log mu = log y, whatever the link
+        lp = self._kernel(y, lm, alpha) + self.log_prob_const(y)
         return jnp.where(pos, lp, 0.0)
