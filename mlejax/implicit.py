@@ -305,7 +305,7 @@ def _lad_jvp(res, basis, data, data_dot):
     non-unique optimum (a basic row with ``|v_j| = w_j`` in the certificate)
     the derivative does not exist (the one-sided derivatives differ): NaN.
     """
-    X, y, w, offset, _ = data
+    X, y, w, offset, _ = data[:5]
     beta = res.params
     n, p = X.shape
     yo = y - offset

@@ -107,11 +107,12 @@ def expected_glm_information(family, data, obj, theta, observed):
     Gaussian scale and Gamma shape, and what R's ``glm.nb`` reports for
     ``theta``).
     """
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
+    w, v_rows = split_var_weights(family, w, data.var_weights)
     nb = obj.nb
     beta, extra = obj.unpack(theta)
     eta = obj.eta(theta)
-    kw = dict(extra)
+    kw = row_extras(family, dict(extra), v_rows)  # precision weights
     if trials is not None:
         kw["trials"] = trials
     W = family.expected_eta_weight(eta, **kw)

@@ -123,6 +123,11 @@ def test_gamma_precision_weights_and_pearson_dispersion_match_R():
     assert _rel(res.null_deviance, _ref("gamma", "null_deviance")) < 1e-10
     # extra["shape"] stays the MLE (MASS::gamma.shape, prior weights used)
     assert _rel(res.extra["shape"], _ref("gamma", "shape_mle")) < 1e-8
+    # R's summary.glm: expected (Fisher) information x Pearson dispersion
+    rs = mj.fit(
+        X, y, fams.Gamma(), var_weights=v, dispersion="pearson", information="expected"
+    )
+    assert _rel(rs.stderr, _ref("gamma", "se_summary")) < 1e-8
     assert float(res.df_resid) == _ref("gamma", "df_residual")[0]
     text = res.summary()
     assert "Pearson" in text and "t distribution" in text

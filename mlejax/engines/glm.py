@@ -84,7 +84,7 @@ def _inside_start(family, data: GLMData, beta0: jax.Array) -> jax.Array:
     a constant column) by halving, as R's ``glm.fit`` halves a step that
     leaves the valid range; the largest valid fraction is kept.
     """
-    X, y, w, offset, trials = data
+    X, y, w, offset, trials = data[:5]
     eta1 = X @ beta0 + offset
     if family.valid_eta(eta1) is None:
         return beta0

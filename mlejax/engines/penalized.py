@@ -145,6 +145,7 @@ def fit(family, data: GLMData, solver, tol, max_iter: int, penalty, theta0=None)
         status=status,
         trace=out.trace,
         objective=objective_value,
+        hess=H,  # the penalised Hessian in theta (mlejax.implicit)
     )
 
 
