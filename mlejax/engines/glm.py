@@ -116,7 +116,7 @@ def separated(family, data: GLMData, obj, theta, tol=SEPARATION_TOL) -> jax.Arra
         return jnp.asarray(False)
     X, y, w, offset, trials = data[:5]
     beta, extra = obj.unpack(theta)
-    logp = family.log_prob_rows(y, obj.eta(theta), **extra, **_data_kw(trials))
+    logp = family.separation_log_prob(y, obj.eta(theta), **extra, **_data_kw(trials))
     return jnp.any((w > 0) & (logp > -tol))
 
 

@@ -251,6 +251,16 @@ class Family:
         return jnp.asarray(False)
 
     # -- optional: diagnostics ----------------------------------------------------
+    def separation_log_prob(self, y: jax.Array, eta: jax.Array, **kw) -> jax.Array:
+        """The ``log p`` that the traced separation check compares with 0.
+
+        Default :meth:`log_prob_rows`. A link whose probabilities reach 1 at a
+        moderate ``eta`` (probit, cloglog: ``1 - 1e-12`` at ``eta = 3.3``)
+        answers with the logit ``log p`` at the same ``eta``, so that only
+        diverging coefficients (``|eta| > 25``) count as separation.
+        """
+        return self.log_prob_rows(y, eta, **kw)
+
     def separation_signs(self, y: np.ndarray, **data) -> np.ndarray | None:
         """Host side: +1 where y is at the top of its support, -1 at the bottom.
 

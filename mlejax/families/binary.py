@@ -36,6 +36,13 @@ class _Binary(_Linked):
         # log mu and log(1 - mu) are concave in eta except for cauchit
         return self.link != "cauchit"
 
+    def separation_log_prob(self, y, eta, **kw):
+        if self.default_link:
+            return self.log_prob_rows(y, eta, **kw)
+        sp, sn = _softplus_pair(eta)  # the logit log p at this eta
+        top = kw.get("trials", 1.0)
+        return -y * sn - (top - y) * sp
+
     def expected_eta_weight(self, eta, trials=None):
         # mu'^2 / (mu (1 - mu)) = (d log mu)(-d log(1 - mu)): no 0/0 in the tails
         lk = self._lk
