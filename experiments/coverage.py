@@ -41,6 +41,7 @@ from experiments import common
 from experiments.config import Coverage
 from experiments.core import fold
 from mlejax import inference, profile
+from mlejax.objective import GLMData
 
 NAME = "coverage"
 Config = Coverage
@@ -163,7 +164,7 @@ def _intervals_impl(
     def one(X, y):
         res = mj.fit(X, y, fam)
         n, k = X.shape[0], X.shape[1]
-        data = (X, y, jnp.ones(n, X.dtype), jnp.zeros(n, X.dtype), None)
+        data = GLMData(X, y, jnp.ones(n, X.dtype), jnp.zeros(n, X.dtype), None)
         b = res.params
         se = {"model": res.stderr[1]}
         cov0 = inference.robust_glm(fam, data, b, {}, "HC0", None, None)[0]
