@@ -336,15 +336,17 @@ class LinkChoice:
 class HyperGradient:
     """``[hyper_gradient]``: Ridge alpha chosen by gradient descent through the fit."""
 
-    n_train: int = _f(300, _N)
-    n_valid: int = _f(300, _N)
+    n_train: int = _f(200, _N)
+    n_valid: int = _f(400, _N)
     # coefficients: an intercept, `informative` real slopes, the rest noise
     p: int = _f(21, ge=2, le=1_000)
     informative: int = _f(5, ge=0, le=1_000)
-    signal: float = _f(1.0, ge=0.0, le=100.0)  # size of the real slopes
+    signal: float = _f(0.7, ge=0.0, le=100.0)  # size of the real slopes
     alpha_start: float = _f(1e-3, gt=0.0, le=1e8)  # the (poor) starting alpha
-    steps: int = _f(30, ge=1, le=10_000)  # Adam steps on log(alpha)
-    lr: float = _f(0.5, _LR)  # Adam step size on log(alpha)
+    steps: int = _f(40, ge=1, le=10_000)  # Adam steps on log(alpha), cosine-decayed
+    lr: float = _f(1.0, _LR)  # initial Adam step size on log(alpha)
+    # Adam's momentum (optax's 0.9 overshoots the minimum of this 1-D problem)
+    b1: float = _f(0.5, ge=0.0, lt=1.0)
     tol: float = _f(1e-12, gt=0.0, le=1e-3)  # the fits' tolerance
     # the log grid of alphas (ground truth) and LogisticRegressionCV's Cs = 1/alpha
     grid_min: float = _f(1e-3, gt=0.0, le=1e8)
@@ -356,7 +358,7 @@ class HyperGradient:
     n_Cs: int = _f(20, ge=2, le=1_000)
     cv_folds: int = _f(5, ge=2, le=100)
     # largest accepted validation-loss gap of the gradient choice to the grid minimum
-    tolerance: float = _f(1e-3, gt=0.0, le=1.0)
+    tolerance: float = _f(1e-4, gt=0.0, le=1.0)
     # alpha where the implicit hypergradient is checked against sklearn refits
     check_alpha: float = _f(1.0, gt=0.0, le=1e8)
 
@@ -405,7 +407,11 @@ CROSS_CHECKS[HyperGradient] = [
         lambda c: c.informative <= c.p - 1,
         "informative <= p - 1 (the real slopes are among the p - 1 slopes)",
     ),
-    (("grid_min", "grid_max"), lambda c: c.grid_min < c.grid_max, "grid_min < grid_max"),
+    (
+        ("grid_min", "grid_max"),
+        lambda c: c.grid_min < c.grid_max,
+        "grid_min < grid_max",
+    ),
 ]
 CROSS_CHECKS[SamplingDistribution] = [
     (

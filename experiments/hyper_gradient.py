@@ -6,8 +6,9 @@ validation set. The validation log-loss (mean binary cross-entropy) of
 ``mj.fit(X_tr, y_tr, Bernoulli(), penalty=Ridge(exp(t))).params`` is a
 differentiable function of ``t = log(alpha)``: ``jax.value_and_grad`` gives
 its derivative by the implicit function theorem (the solver loop is never
-differentiated). ``steps`` Adam steps on ``t`` from the poor start
-``alpha_start``, one jitted step compiled once, choose alpha. Ground truth is
+differentiated). ``steps`` Adam steps on ``t`` (cosine-decayed step size, momentum ``b1``)
+from the poor start ``alpha_start``, one jitted step compiled once, choose
+alpha. Ground truth is
 the same validation loss on a dense log grid of alphas (one ``jax.vmap``-ed
 fit); scikit-learn's ``LogisticRegressionCV`` (``Cs = 1/alpha`` on the same
 range, k-fold CV of the training set, ``scoring="neg_log_loss"``) is the usual
@@ -43,18 +44,19 @@ FD_STEP = 1e-4
 
 
 def data(config: HyperGradient, key: jax.Array):
-    """``(X_tr, y_tr, X_va, y_va)``: intercept first; slopes 1, -1, ... then zeros."""
-    kx, ky = jax.random.split(fold(key, "data"))
+    """``(X_tr, y_tr, X_va, y_va)``: an intercept column first, then N(0, 1)
+    covariates; true slopes ``signal, -signal, ...`` on the first ``informative``
+    covariates, 0 on the rest; intercept 0.25. NumPy draws seeded from ``key``
+    (no eager JAX operations to compile)."""
+    seed = int(jax.random.bits(fold(key, "data"), dtype=jnp.uint32))
+    rng = np.random.default_rng(seed)
     n = config.n_train + config.n_valid
-    X = np.asarray(common.design(kx, n, config.p))
-    k = config.p - 1
+    X = np.column_stack([np.ones(n), rng.standard_normal((n, config.p - 1))])
     beta = np.zeros(config.p)
     beta[0] = 0.25
-    m = min(config.informative, k)
+    m = config.informative
     beta[1 : m + 1] = config.signal * np.where(np.arange(m) % 2 == 0, 1.0, -1.0)
-    prob = 1.0 / (1.0 + np.exp(-(X @ beta)))
-    u = np.asarray(jax.random.uniform(ky, (n,), dtype=jnp.float64))
-    y = (u < prob).astype(np.float64)
+    y = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-(X @ beta)))).astype(np.float64)
     t = config.n_train
     return X[:t], y[:t], X[t:], y[t:]
 
@@ -100,11 +102,13 @@ def _sk_params(X, y, alpha: float) -> np.ndarray:
 def run_unit(config: HyperGradient, key: jax.Array, unit: str) -> dict:
     X_tr, y_tr, X_va, y_va = data(config, key)
     loss, fit = make_loss(config, X_tr, y_tr, X_va, y_va)
-    opt = optax.adam(optax.cosine_decay_schedule(config.lr, config.steps))
+    opt = optax.adam(optax.cosine_decay_schedule(config.lr, config.steps), b1=config.b1)
 
     def loss_aux(t):
         res = fit(t)
-        return log_loss(jnp.asarray(X_va) @ res.params, jnp.asarray(y_va)), res.converged
+        return log_loss(
+            jnp.asarray(X_va) @ res.params, jnp.asarray(y_va)
+        ), res.converged
 
     vg = jax.value_and_grad(loss_aux, has_aux=True)
 
@@ -113,7 +117,7 @@ def run_unit(config: HyperGradient, key: jax.Array, unit: str) -> dict:
         u, state = opt.update(g, state, t)
         return optax.apply_updates(t, u), state, v, g, ok
 
-    t0 = jnp.log(jnp.asarray(config.alpha_start, jnp.float64))
+    t0 = np.float64(np.log(config.alpha_start))
     s0 = opt.init(t0)
     # -- the gradient path: compile once (timed apart), then steps jitted calls
     tic = time.perf_counter()
@@ -132,15 +136,14 @@ def run_unit(config: HyperGradient, key: jax.Array, unit: str) -> dict:
 
     def value_grad(t):
         """(loss, d loss / d t) at ``t`` by the compiled step (no new compile)."""
-        tt = jnp.asarray(t, jnp.float64)
-        _, _, v, g, _ = step_c(tt, opt.init(tt))
+        _, _, v, g, _ = step_c(np.float64(t), s0)
         return float(v), float(g)
 
     ts = np.array([float(a) for a, _, _ in path] + [float(t)])
     losses = np.array([float(b) for _, b, _ in path] + [float(v_last)])
     grads = np.array([float(c) for _, _, c in path] + [float(g_last)])
     # -- ground truth: the same loss on a dense grid, one vmapped fit
-    grid_t = jnp.linspace(
+    grid_t = np.linspace(
         np.log(config.grid_min), np.log(config.grid_max), config.grid_size
     )
     if config.grid_vmap:
@@ -153,7 +156,7 @@ def run_unit(config: HyperGradient, key: jax.Array, unit: str) -> dict:
         grid_s = time.perf_counter() - tic
     else:  # one compiled step per alpha: the same numbers, nothing to compile
         grid_compile_s, tic = 0.0, time.perf_counter()
-        outs = [step_c(tt, opt.init(tt)) for tt in grid_t]
+        outs = [step_c(tt, s0) for tt in grid_t]
         grid_loss = np.array([float(o[2]) for o in outs])
         grid_ok = np.array([bool(o[4]) for o in outs])
         grid_s = time.perf_counter() - tic
@@ -169,7 +172,7 @@ def run_unit(config: HyperGradient, key: jax.Array, unit: str) -> dict:
         "final_converged": bool(final_ok),
         "compile_seconds": compile_s,
         "path_seconds": path_s,
-        "grid_log_alpha": np.asarray(grid_t).tolist(),
+        "grid_log_alpha": grid_t.tolist(),
         "grid_loss": np.asarray(grid_loss).tolist(),
         "grid_converged": int(np.sum(np.asarray(grid_ok))),
         "grid_compile_seconds": grid_compile_s,
