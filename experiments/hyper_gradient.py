@@ -6,19 +6,20 @@ validation set. The validation log-loss (mean binary cross-entropy) of
 ``mj.fit(X_tr, y_tr, Bernoulli(), penalty=Ridge(exp(t))).params`` is a
 differentiable function of ``t = log(alpha)``: ``jax.value_and_grad`` gives
 its derivative by the implicit function theorem (the solver loop is never
-differentiated). ``steps`` Adam steps on ``t`` (cosine-decayed step size, momentum ``b1``)
-from the poor start ``alpha_start``, one jitted step compiled once, choose
-alpha. Ground truth is
-the same validation loss on a dense log grid of alphas (one ``jax.vmap``-ed
-fit); scikit-learn's ``LogisticRegressionCV`` (``Cs = 1/alpha`` on the same
-range, k-fold CV of the training set, ``scoring="neg_log_loss"``) is the usual
-way, which picks alpha from the training data alone, so its alpha may differ.
-The table gives each method's alpha, its validation log-loss (the grid's
-minimum as reference), and wall time (mlejax's compilation separately). A
-sanity check compares the implicit derivative at ``check_alpha`` with central
-differences of scikit-learn refits (``C = 1/alpha``): of the validation loss
-with respect to ``log(alpha)`` and of the coefficients with respect to alpha.
-The plot shows the grid's validation curve with the gradient path's iterates.
+differentiated). ``steps`` Adam steps on ``t`` (cosine-decayed step size,
+momentum ``b1``) from the poor start ``alpha_start``, one jitted step
+compiled once, choose alpha. Ground truth is the same validation loss on a
+dense log grid of alphas (one ``jax.vmap``-ed fit; with ``grid_vmap = false``
+a loop of the compiled step, the same numbers without a second compilation).
+scikit-learn's ``LogisticRegressionCV`` (``Cs = 1/alpha`` on the same range,
+k-fold CV of the training set, ``scoring="neg_log_loss"``) is the usual way;
+it picks alpha from the training data alone, so its alpha may differ. The
+table gives each method's alpha, its validation log-loss against the grid's
+minimum, and wall time (mlejax's compilation separately; timings on a shared
+CPU are noisy). A sanity check compares the implicit derivative of the
+validation loss with respect to ``log(alpha)`` at ``check_alpha`` with
+central differences of scikit-learn refits (``C = 1/alpha``). The plot shows
+the grid's validation curve with the gradient path's iterates on it.
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ def plot(results: dict, folder) -> list:
         [g["alpha"] for g in grid],
         [g["valid_logloss"] for g in grid],
         color="black",
-        label="validation log-loss (grid, mlejax vmap)",
+        label="validation log-loss (mlejax grid)",
     )
     a = [p["alpha"] for p in path]
     lo = [p["valid_logloss"] for p in path]
@@ -395,7 +396,12 @@ def plot(results: dict, folder) -> list:
     ax.plot(a[-1], lo[-1], "*", color="tab:green", ms=12, label="gradient choice")
     for row in results["tables"]["choice"]:
         if row["method"].startswith("LogisticRegressionCV"):
-            ax.axvline(row["alpha"], color="tab:blue", ls="--", label="LRCV alpha")
+            ax.axvline(
+                row["alpha"],
+                color="tab:blue",
+                ls="--",
+                label="LogisticRegressionCV alpha",
+            )
     ax.set_xscale("log")
     ax.set_xlabel("Ridge alpha (penalty alpha/2 |beta|^2 on the total NLL)")
     ax.set_ylabel("validation log-loss")
