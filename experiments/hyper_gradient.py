@@ -325,6 +325,11 @@ def summarize(config: HyperGradient, unit_results: dict) -> dict:
             f"validation set). mlejax's fit at that alpha gives "
             f"{sk['mlejax_loss_at_alpha']:.6f}."
         )
+    claims.append(
+        f"Convergence of the fits: the last iterate's "
+        f"{'converged' if r['final_converged'] else 'did NOT converge'}; "
+        f"{r['grid_converged']}/{config.grid_size} grid fits converged."
+    )
     for c in r["check"]:
         claims.append(
             f"Implicit {c['quantity']} at alpha = {c['alpha']:g}: {c['implicit']:.6e} "
