@@ -11,6 +11,7 @@ Run them through the ``mlejax`` command (``mlejax run``) or
 from experiments import (
     coverage,
     gradient_equivalence,
+    hyper_gradient,
     linear_vs_ols,
     link_choice,
     logistic_fit,
@@ -31,6 +32,7 @@ EXPERIMENTS = {
         regulariser_prior,
         coverage,
         link_choice,
+        hyper_gradient,
     )
 }
 

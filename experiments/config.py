@@ -332,6 +332,37 @@ class LinkChoice:
     true_link: str = _f("cloglog", choices=BINARY_LINKS[:4])
 
 
+@dataclasses.dataclass(frozen=True)
+class HyperGradient:
+    """``[hyper_gradient]``: Ridge alpha chosen by gradient descent through the fit."""
+
+    n_train: int = _f(200, _N)
+    n_valid: int = _f(400, _N)
+    # coefficients: an intercept, `informative` real slopes, the rest noise
+    p: int = _f(21, ge=2, le=1_000)
+    informative: int = _f(5, ge=0, le=1_000)
+    signal: float = _f(0.7, ge=0.0, le=100.0)  # size of the real slopes
+    alpha_start: float = _f(1e-3, gt=0.0, le=1e8)  # the (poor) starting alpha
+    steps: int = _f(40, ge=1, le=10_000)  # Adam steps on log(alpha), cosine-decayed
+    lr: float = _f(1.0, _LR)  # initial Adam step size on log(alpha)
+    # Adam's momentum (optax's 0.9 overshoots the minimum of this 1-D problem)
+    b1: float = _f(0.5, ge=0.0, lt=1.0)
+    tol: float = _f(1e-12, gt=0.0, le=1e-3)  # the fits' tolerance
+    # the log grid of alphas (ground truth) and LogisticRegressionCV's Cs = 1/alpha
+    grid_min: float = _f(1e-3, gt=0.0, le=1e8)
+    grid_max: float = _f(1e4, gt=0.0, le=1e8)
+    grid_size: int = _f(81, ge=3, le=10_000)
+    # the grid as one vmapped fit (false: a loop of the compiled gradient step,
+    # the same numbers without a second compilation)
+    grid_vmap: bool = _f(True)
+    n_Cs: int = _f(20, ge=2, le=1_000)
+    cv_folds: int = _f(5, ge=2, le=100)
+    # largest accepted validation-loss gap of the gradient choice to the grid minimum
+    tolerance: float = _f(1e-4, gt=0.0, le=1.0)
+    # alpha where the implicit hypergradient is checked against sklearn refits
+    check_alpha: float = _f(1.0, gt=0.0, le=1e8)
+
+
 #: experiment name -> its config dataclass (the table name in TOML).
 EXPERIMENT_CONFIGS: dict[str, type] = {
     "linear_vs_ols": LinearVsOLS,
@@ -342,6 +373,7 @@ EXPERIMENT_CONFIGS: dict[str, type] = {
     "regulariser_prior": RegulariserPrior,
     "coverage": Coverage,
     "link_choice": LinkChoice,
+    "hyper_gradient": HyperGradient,
 }
 
 
@@ -363,6 +395,23 @@ CROSS_CHECKS: dict[type, list[tuple[tuple[str, ...], Callable, str]]] = {
 }
 CROSS_CHECKS[LinkChoice] = [
     (("n",), lambda c: c.n > 3, "n > 3 (more rows than the 3 coefficients)")
+]
+CROSS_CHECKS[HyperGradient] = [
+    (
+        ("n_train", "p"),
+        lambda c: c.n_train > c.p,
+        "n_train > p (more training rows than coefficients)",
+    ),
+    (
+        ("informative", "p"),
+        lambda c: c.informative <= c.p - 1,
+        "informative <= p - 1 (the real slopes are among the p - 1 slopes)",
+    ),
+    (
+        ("grid_min", "grid_max"),
+        lambda c: c.grid_min < c.grid_max,
+        "grid_min < grid_max",
+    ),
 ]
 CROSS_CHECKS[SamplingDistribution] = [
     (

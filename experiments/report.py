@@ -73,6 +73,10 @@ LAYOUT = {
         "Link choice as model choice: logit, probit, cloglog",
         [("links", None)],
     ),
+    "hyper_gradient": (
+        "Hyperparameter by gradient: Ridge alpha through the fit",
+        [("choice", None), ("gradient_check", None)],
+    ),
     "robust_regression": (
         "Robust regression: Laplace vs Gaussian vs Student-t",
         [("errors", None)],

@@ -20,6 +20,7 @@ import mlejax as mj
 from experiments import EXPERIMENTS, config, core, suite, writers
 from experiments import coverage as cv
 from experiments import gradient_equivalence as ge
+from experiments import hyper_gradient as hg
 from experiments import linear_vs_ols as lin
 from experiments import logistic_fit as logi
 from experiments import robust_regression as rr
@@ -46,6 +47,18 @@ TINY = {
     ),
     "robust_regression": config.RobustRegression(
         n=60, p=2, replications=40, scenarios=["outliers"], families=["Laplace"]
+    ),
+    # the grid loops over the compiled gradient step (a vmap would compile again)
+    "hyper_gradient": config.HyperGradient(
+        n_train=80,
+        n_valid=150,
+        p=12,
+        informative=3,
+        signal=0.7,
+        grid_size=25,
+        grid_vmap=False,
+        n_Cs=8,
+        cv_folds=3,
     ),
     # the profile search compiles for long: the tiny run checks the Wald paths
     "coverage": config.Coverage(
@@ -141,6 +154,38 @@ def test_robust_regression_laplace_beats_least_squares_under_outliers(results):
     assert row["family"] == "Laplace"
     assert row["rmse_slopes"] < 0.7 * rmse_ols
     assert row["converged"] >= cfg.replications - 2
+
+
+def test_hyper_gradient_reaches_the_grid_minimum_checked_by_sklearn(results):
+    """Adam on log(alpha) through the implicit derivative lands within the
+    tolerance of the grid's minimum validation loss; the implicit hypergradient
+    equals central differences of scikit-learn refits (1e-5); and scikit-learn
+    refits (C = 1/alpha) give the reported validation losses at the chosen
+    alphas, the grid's argmin being a minimum among its neighbours."""
+    pytest.importorskip("sklearn")
+    cfg = TINY["hyper_gradient"]
+    res = results["hyper_gradient"]
+    s = res["summary"]
+    assert s["within_tolerance"] and s["gap_vs_grid_min"] <= cfg.tolerance
+    assert s["final_converged"] and s["grid_converged"] == cfg.grid_size
+    (check,) = res["tables"]["gradient_check"]
+    assert check["rel_diff"] < 1e-5 and abs(check["finite_difference"]) > 1e-4
+    assert s["sklearn_mlejax_loss_diff"] < 1e-9
+    rows = {r["method"].split(" ")[0]: r for r in res["tables"]["choice"]}
+    assert rows["start"]["gap_vs_grid_min"] > 10 * cfg.tolerance  # a poor start
+    X_tr, y_tr, X_va, y_va = hg.data(cfg, _exp_key("hyper_gradient"))
+
+    def sk_loss(alpha):
+        return hg._np_log_loss(X_va @ hg._sk_params(X_tr, y_tr, alpha), y_va)
+
+    grid = res["tables"]["grid"]
+    i = int(np.argmin([g["valid_logloss"] for g in grid]))
+    assert 0 < i < len(grid) - 1  # an interior minimum
+    near = [sk_loss(grid[j]["alpha"]) for j in (i - 1, i, i + 1)]
+    assert near[1] < min(near[0], near[2])
+    np.testing.assert_allclose(near[1], grid[i]["valid_logloss"], rtol=1e-9)
+    g = rows["gradient"]
+    np.testing.assert_allclose(sk_loss(g["alpha"]), g["valid_logloss"], rtol=1e-9)
 
 
 def test_coverage_counts_equal_statsmodels_intervals(results):
