@@ -14,3 +14,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 import jax  # noqa: E402 - after XLA_FLAGS, which the backend reads at start
 
 jax.config.update("jax_enable_x64", True)
+
+#: the scripts that made the stored reference numbers (R, glum) are not tests:
+#: they need R or glum, which the test suite never does
+collect_ignore_glob = ["tests/reference/*"]
