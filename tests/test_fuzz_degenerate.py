@@ -678,6 +678,8 @@ def _run(family, solver, transform, kind, knobs):
             X2, y2 = case.X.copy(), case.y.copy()
             X2[z, 1:] = -X2[z, 1:] * 3.0
             y2[z] = case.y[~z][0]
+            if case.trials is not None:  # still in the support: y <= trials
+                y2[z] = np.minimum(y2[z], case.trials[z])
             res2, _ = fit_eager(family, solver, case._replace(X=X2, y=y2))
             assert int(res2.status) == int(res.status), (key, res.reason, res2.reason)
             if bool(res.converged):
