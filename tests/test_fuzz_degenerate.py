@@ -30,7 +30,9 @@ Compile cost dominates (a cold compile of one family/solver/transform is
 suite) and each (family, solver, transform) compiles once. The default run
 covers the ``FAST`` combinations with ``FAST_EXAMPLES`` examples per case
 kind; ``-m slow`` runs the full matrix (9 families x 2 solvers x 3
-transforms) with ``SLOW_EXAMPLES``.
+transforms) with ``SLOW_EXAMPLES``. ``MLEJAX_FUZZ_REPORT=path`` writes the
+tally of outcomes (one count per fit checked) as JSON at the end of the module
+(under xdist one file per worker: ``path.gw0``, ...).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ DISCRETE = ("Bernoulli", "Binomial", "Categorical", "Poisson", "NegativeBinomial
 #: families whose ``good`` data are well-posed by construction (see good_data):
 #: a fit that does not converge there is a failure. StudentT's df and the
 #: NegativeBinomial's alpha can legitimately run to their bounds on 20 rows;
-#: L-BFGS cannot meet a gradient tolerance on Laplace's kinked likelihood.
+#: a first-order solver cannot certify Laplace's kinked maximum (it reports
+#: NOT_MAXIMUM, eagerly and under every transform).
 GUARANTEED = (
     "Gaussian",
     "Bernoulli",
