@@ -130,6 +130,19 @@ class _State(NamedTuple):
     trace: jax.Array
 
 
+def stop_status(converged, nonfinite, ls_fail) -> jax.Array:
+    """Why a Newton-type loop stops: converged, non-finite, line search, or the cap."""
+    return jnp.where(
+        converged,
+        int(Status.CONVERGED),
+        jnp.where(
+            nonfinite,
+            int(Status.NON_FINITE),
+            jnp.where(ls_fail, int(Status.LINE_SEARCH), int(Status.MAX_ITER)),
+        ),
+    )
+
+
 def newton_loop(
     obj: NewtonProblem,
     x0: jax.Array,
@@ -223,15 +236,7 @@ def newton_loop(
         f = s.f
         trace = s.trace.at[s.n_iter].set(f)
         nonfinite = ~jnp.isfinite(f) | ~jnp.all(jnp.isfinite(g)) | s.bad_step
-        status = jnp.where(
-            converged,
-            int(Status.CONVERGED),
-            jnp.where(
-                nonfinite,
-                int(Status.NON_FINITE),
-                jnp.where(s.ls_fail, int(Status.LINE_SEARCH), int(Status.MAX_ITER)),
-            ),
-        )
+        status = stop_status(converged, nonfinite, s.ls_fail)
         done = stop | nonfinite
         s = s._replace(f=f, g=g, H=H, age=age, trace=trace)
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mlejax.solvers.newton import NewtonProblem, NewtonResult
+from mlejax.solvers.newton import NewtonProblem, NewtonResult, stop_status
 from mlejax.status import Status
 
 #: coordinate descent sweeps per Newton step, at most
@@ -157,15 +157,7 @@ def prox_newton_loop(
         F = s.f + pen(s.x)
         trace = s.trace.at[s.n_iter].set(F)
         nonfinite = ~jnp.isfinite(F) | ~jnp.all(jnp.isfinite(g)) | s.bad_step
-        status = jnp.where(
-            converged,
-            int(Status.CONVERGED),
-            jnp.where(
-                nonfinite,
-                int(Status.NON_FINITE),
-                jnp.where(s.ls_fail, int(Status.LINE_SEARCH), int(Status.MAX_ITER)),
-            ),
-        )
+        status = stop_status(converged, nonfinite, s.ls_fail)
         done = stop | nonfinite
         s = s._replace(g=g, H=H, trace=trace)
 
