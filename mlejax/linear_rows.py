@@ -170,13 +170,34 @@ class RowsObjective(NamedTuple):
     scores: Callable  # z -> per-row scores of loglik (n, k) in theta order
 
 
+def row_leaves(spec: tuple, data: tuple) -> tuple:
+    """Per data entry: None for a design matrix, else a tree of bools (row leaf:
+    leading axis of the design matrices' length ``n``)."""
+    mats = {i for _, i in spec}
+    n = np.shape(data[spec[0][1]])[0]
+
+    def leading_n(a):
+        return np.ndim(a) > 0 and np.shape(a)[0] == n
+
+    return tuple(
+        None if j in mats else jax.tree_util.tree_map(leading_n, d)
+        for j, d in enumerate(data)
+    )
+
+
 def make_rows(
-    loglik: Callable, spec: tuple, params: Any, data: tuple, penalty_nll=None
+    loglik: Callable,
+    spec: tuple,
+    params: Any,
+    data: tuple,
+    penalty_nll=None,
+    is_row: tuple | None = None,
 ) -> tuple[RowsObjective, LinearLayout]:
     """The NLL of ``z = theta[perm]`` from per-row derivatives (see the module).
 
     ``penalty_nll``: ``None`` or a function of the raveled parameters added to
     the NLL (a ridge term, a negative log prior), differentiated densely.
+    ``is_row``: :func:`row_leaves` of the full data (for a subsample).
     """
     lay = layout(spec, params)
     flat0, unravel = ravel_pytree(params)
@@ -189,13 +210,8 @@ def make_rows(
     # the rows: every data leaf with leading axis n (design matrices aside);
     # ``rows`` is data with the design matrices dropped, vmapped over axis 0
     # where a leaf is a row leaf and passed whole otherwise.
-    def leading_n(a):
-        return np.ndim(a) > 0 and np.shape(a)[0] == n
-
-    is_row = tuple(
-        None if j in mats else jax.tree_util.tree_map(leading_n, d)
-        for j, d in enumerate(data)
-    )
+    if is_row is None:
+        is_row = row_leaves(spec, data)
     axes = tuple(
         None if r is None else jax.tree_util.tree_map(lambda b: 0 if b else None, r)
         for r in is_row
@@ -361,6 +377,39 @@ def make_rows(
     cheap = (nb <= CHEAP_GRAM_P and q == 1) or n < 2 * BLOCK
     obj = RowsObjective(evaluate, value_at, eta, lin, nb, cheap, value, scores)
     return obj, lay
+
+
+#: Newton on a strided subsample first when n is at least this large
+SUBSAMPLE_MIN_ROWS = 32_768
+#: rows of that subsample (about)
+SUBSAMPLE_ROWS = 8_192
+
+
+def subsample_start(loglik, spec: tuple, params: Any, data: tuple, z0):
+    """Warm start from the MLE on every k-th row (static k), if it is sound.
+
+    Returns ``(z, H, ok)``: the subsample's Hessian scaled by the ratio of the
+    row counts approximates the full data's, so the first full-data Newton
+    steps need only the score (chord steps, :func:`mlejax.solvers.newton_loop`).
+    Rejected (``ok`` False: ``z0`` returned, no Hessian) if the subsample fit
+    did not converge or is not finite.
+    """
+    is_row = row_leaves(spec, data)
+    n = np.shape(data[spec[0][1]])[0]
+    k = n // SUBSAMPLE_ROWS
+    sub = tuple(
+        d[::k]
+        if r is None
+        else jax.tree_util.tree_map(lambda a, b: a[::k] if b else a, d, r)
+        for d, r in zip(data, is_row, strict=True)
+    )
+    from mlejax.solvers import newton_loop
+
+    obj, _ = make_rows(loglik, spec, params, sub, is_row=is_row)
+    out = newton_loop(obj, z0, tol=1e-6, max_iter=30)
+    scale = n / np.shape(sub[spec[0][1]])[0]
+    ok = out.converged & jnp.all(jnp.isfinite(out.x)) & jnp.all(jnp.isfinite(out.H))
+    return jnp.where(ok, out.x, z0), jnp.where(ok, out.H * scale, 0.0), ok
 
 
 @functools.partial(jax.jit, static_argnames=("loglik", "spec"))

@@ -73,6 +73,13 @@ def fit(
         z0 = flat0[perm]
         if l1 is not None:
             out = prox_newton_loop(rows, z0, l1[perm], tol=tol, max_iter=max_iter)
+        elif (
+            pen_nll is None and rows.eta(z0).shape[0] >= linear_rows.SUBSAMPLE_MIN_ROWS
+        ):
+            z0, H0, H0_ok = linear_rows.subsample_start(
+                loglik, linear, init_params, data, z0
+            )
+            out = newton_loop(rows, z0, tol=tol, max_iter=max_iter, H0=H0, H0_ok=H0_ok)
         else:
             out = newton_loop(rows, z0, tol=tol, max_iter=max_iter)
         # the loop's H is the one at out.x: back to ravel_pytree order
