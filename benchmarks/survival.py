@@ -15,6 +15,7 @@ compilation cache measures mlejax's cold first call.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -81,7 +82,9 @@ def np_hessian(X, y, theta):
 # ---------------------------------------------------------------- methods
 
 
+@functools.cache
 def _jax_loglik():
+    """One function object per process, so every call reuses the compiled fit."""
     import jax.numpy as jnp
 
     def aft_loglik(params, X, t, d):
