@@ -171,13 +171,17 @@ def test_same_as_generic_path_vmap_robust_penalty(data, structured):
             np.abs(np.asarray(b))
         )
 
-    # per-row terms: HC0 from per-row scores; a ridge penalty
+    # per-row terms: HC0 from per-row scores; ridge and lasso penalties
     def rows(params, X, t, d):
         ls = params["log_sigma"]
         z = (jnp.log(t) - X @ params["beta"]) * jnp.exp(-ls)
         return d * (z - ls - jnp.log(t)) - jnp.exp(z)
 
-    for kw in (dict(cov_type="HC0"), dict(penalty=mj.penalties.Ridge(2.0))):
+    for kw in (
+        dict(cov_type="HC0"),
+        dict(penalty=mj.penalties.Ridge(2.0)),
+        dict(penalty=mj.penalties.Lasso(30.0)),  # proximal Newton, same problem
+    ):
         s = mj.fit_likelihood(rows, p0, X, t, d, linear={"beta": 0}, **kw)
         g = mj.fit_likelihood(rows, p0, X, t, d, **kw)
         assert np.max(np.abs(np.asarray(s.cov - g.cov))) < 1e-10 * np.max(g.cov)
