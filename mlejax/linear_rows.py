@@ -445,7 +445,16 @@ def check_declaration(loglik, spec: tuple, params: Any, data: tuple) -> None:
         key = None
     if key is not None and key in _CHECKED:
         return
-    a, b = (float(v) for v in _both_values(params, data, loglik=loglik, spec=spec))
+    try:
+        a, b = (float(v) for v in _both_values(params, data, loglik=loglik, spec=spec))
+    except (IndexError, TypeError, ValueError) as exc:
+        jax.eval_shape(loglik, params, *data)  # loglik's own error, if it has one
+        raise ValueError(
+            f"linear={dict(spec)!r}: loglik fails on one row in the declared form "
+            f"(each design matrix as [[1]], each declared leaf as that row's eta): "
+            f"{exc}. With linear=, loglik must use data[i] and params[key] only as "
+            f"data[i] @ params[key], row by row; drop linear= otherwise."
+        ) from exc
     if np.isfinite(a) and np.isfinite(b) and abs(a - b) > 1e-6 * max(abs(a), 1.0):
         raise ValueError(
             f"linear={dict(spec)!r} does not describe loglik: summed over rows in "

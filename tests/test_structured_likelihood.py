@@ -133,6 +133,18 @@ def test_declaration_errors(data):
     with pytest.raises(ValueError, match="linear=.*does not describe loglik"):
         fit(ridge_inside, p0, X, t, d, linear={"beta": 0})
 
+    def x_elsewhere(params, X, t, d):  # X's second column used on its own too
+        return aft_loglik(params, X, t * jnp.exp(0.01 * X[:, 1]), d)
+
+    with pytest.raises(ValueError, match="linear=.*does not describe loglik"):
+        fit(x_elsewhere, p0, X, t, d, linear={"beta": 0})
+
+    def fixed_shape(params, X, t, d):  # not shape-agnostic: fails on one row
+        return aft_loglik({**params, "beta": params["beta"].reshape(P)}, X, t, d)
+
+    with pytest.raises(ValueError, match="linear=.*fails on one row"):
+        fit(fixed_shape, p0, X, t, d, linear={"beta": 0})
+
 
 def test_implicit_derivative_vs_refits(data, structured):
     """d beta / d log t along a direction: jvp (implicit) vs NumPy refits."""
