@@ -33,7 +33,15 @@ from jax.flatten_util import ravel_pytree
 
 from mlejax.objective import BLOCK, CHEAP_GRAM_P
 
-__all__ = ["LinearLayout", "check_linear", "make_rows", "layout"]
+__all__ = [
+    "LinearLayout",
+    "check_declaration",
+    "check_linear",
+    "layout",
+    "make_rows",
+    "row_leaves",
+    "subsample_start",
+]
 
 
 def check_linear(linear: Any, params: Any, data: tuple) -> tuple:
