@@ -107,6 +107,7 @@ def sizes(quick: bool) -> dict:
         "W2": (1_000_000 // d, 50),
         "W3": (1_000_000 // d, 100),
         "W4": (10_000 // d, 200, 5, 500 // d),
+        "W6": (100_000 // d, 10),
     }
 
 
@@ -217,7 +218,20 @@ def main(argv=None) -> int:
         results["workloads"].append(
             workloads.w4(*sz["W4"], fl, repeats=repeats, log=log)
         )
-    order = {"W1": 1, "W2": 2, "W3": 3, "W4": 4, "W5": 5}
+    if want("W6"):
+        from benchmarks import survival
+
+        results["workloads"].append(
+            survival.w6(
+                *sz["W6"],
+                fl,
+                repeats=max(repeats, 5),
+                budget_s=budget_s,
+                phase_budget_s=phase_s,
+                log=log,
+            )
+        )
+    order = {"W1": 1, "W2": 2, "W3": 3, "W4": 4, "W5": 5, "W6": 6}
     results["workloads"].sort(key=lambda w: order[w["id"]])
     if want("startup"):
         log("time to first fit (fresh processes) ...")

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from mlejax import inference
+from mlejax import inference, linear_rows
 from mlejax.penalties import Penalty
-from mlejax.solvers import dense_problem, lbfgs, newton, optax_loop
+from mlejax.solvers import dense_problem, lbfgs, newton, newton_loop, optax_loop
 from mlejax.solvers.prox_newton import prox_newton_loop
 from mlejax.status import Status
 
@@ -25,11 +25,15 @@ def fit(
     n_obs,
     cov=("nonrobust", None),
     penalty=None,
+    linear=None,
 ):
     """Traced core: returns the fields of a ``FitResult`` as a dict.
 
     ``penalty``: ``None``, a ``mj.penalties`` penalty on every leaf, or a
     callable ``log_prior(params)`` (its negative is added to the NLL).
+    ``linear``: ``None`` or the checked declaration ``((key, i), ...)`` of
+    :func:`mlejax.linear_rows.check_linear`: derivatives by per-row terms in
+    the linear predictors (:mod:`mlejax.linear_rows`).
     """
     flat0, unravel = ravel_pytree(init_params)
 
@@ -37,6 +41,7 @@ def fit(
         return -jnp.sum(loglik(unravel(theta), *data))
 
     l1 = None
+    pen_nll = None  # the penalty's part of the NLL (theta -> scalar)
     if penalty is None:
         nll = nll_ll
     elif isinstance(penalty, Penalty):
@@ -45,14 +50,42 @@ def fit(
         if penalty.kind == "l1":
             l1 = penalty.l1_strength * w_pen
 
+        def pen_nll(theta):
+            return 0.5 * jnp.sum(l2 * theta**2)
+
         def nll(theta):
-            return nll_ll(theta) + 0.5 * jnp.sum(l2 * theta**2)
+            return nll_ll(theta) + pen_nll(theta)
     else:
 
-        def nll(theta):
-            return nll_ll(theta) - penalty(unravel(theta))
+        def pen_nll(theta):
+            return -penalty(unravel(theta))
 
-    if l1 is not None:
+        def nll(theta):
+            return nll_ll(theta) + pen_nll(theta)
+
+    rows = None
+    if linear is not None:  # the structured problem over z = theta[perm]
+        rows, lay = linear_rows.make_rows(
+            loglik, linear, init_params, data, penalty_nll=pen_nll
+        )
+        perm, inv = jnp.asarray(lay.perm), jnp.asarray(lay.inv)
+    if rows is not None and (l1 is not None or solver == "newton"):
+        z0 = flat0[perm]
+        if l1 is not None:
+            out = prox_newton_loop(rows, z0, l1[perm], tol=tol, max_iter=max_iter)
+        elif (
+            pen_nll is None and rows.eta(z0).shape[0] >= linear_rows.SUBSAMPLE_MIN_ROWS
+        ):
+            z0, H0, H0_ok = linear_rows.subsample_start(
+                loglik, linear, init_params, data, z0
+            )
+            out = newton_loop(rows, z0, tol=tol, max_iter=max_iter, H0=H0, H0_ok=H0_ok)
+        else:
+            out = newton_loop(rows, z0, tol=tol, max_iter=max_iter)
+        # the loop's H is the one at out.x: back to ravel_pytree order
+        out = out._replace(x=out.x[inv], g=out.g[inv], H=out.H[inv][:, inv])
+        info, trace = out.H, out.trace
+    elif l1 is not None:
 
         def vgh(theta):
             f, g = jax.value_and_grad(nll)(theta)
@@ -75,7 +108,11 @@ def fit(
             out = lbfgs(mean_nll, flat0, tol=tol, max_iter=max_iter)
         else:
             out = optax_loop(mean_nll, flat0, solver, tol=tol, max_iter=max_iter)
-        info, trace = jax.hessian(nll)(out.x), out.trace * n_obs
+        if rows is None:
+            info = jax.hessian(nll)(out.x)
+        else:
+            info = rows.evaluate(out.x[perm], True)[1][inv][:, inv]
+        trace = out.trace * n_obs
     theta = out.x
     k = flat0.shape[0]
     active = None
@@ -92,7 +129,10 @@ def fit(
         )
     n_groups = None
     if cov[0] != "nonrobust":  # per-observation scores: loglik returns (n,)
-        S = jax.jacrev(lambda t: loglik(unravel(t), *data))(theta)
+        if rows is None:
+            S = jax.jacrev(lambda t: loglik(unravel(t), *data))(theta)
+        else:  # per-row scores from the per-row derivatives
+            S = rows.scores(theta[perm])
         w = jnp.ones(S.shape[0], S.dtype)
         codes = inference.cluster_codes(groups, cov[1]) if cov[0] == "cluster" else None
         nobs_r = jnp.asarray(S.shape[0], S.dtype)
