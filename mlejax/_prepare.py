@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,16 +72,50 @@ def as_array(name: str, a, dtype=None):
     return jnp.asarray(arr, dtype)
 
 
+#: from this size a NumPy array that cannot be used in place is copied by
+#: NumPy into fresh 64-byte aligned memory and then used in place (CPU only)
+HOST_COPY_MIN_BYTES = 1 << 20
+
+
+def _aligned_empty(shape, dtype) -> np.ndarray:
+    """Fresh page-aligned host memory, in transparent huge pages where offered.
+
+    Filling fresh memory costs a page fault per 4 KiB page; 2 MiB pages make
+    NumPy's copy of a large ``X`` several times cheaper than ``device_put``'s
+    own copy (0.1 s against 0.45-1.4 s for 400 MB on the benchmark machine).
+    """
+    nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buf.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # pragma: no cover - a kernel without THP
+            pass
+    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
 def _to_device(arr: np.ndarray, dtype) -> jax.Array:
     """A NumPy array on the default device, without a copy where possible.
 
     A C-contiguous array of the right dtype in 64-byte aligned memory is used
     in place on the CPU (JAX arrays are immutable and the fit has finished
-    with it before ``fit`` returns); otherwise it is copied once
-    (``device_put`` copies faster than ``jnp.asarray``, which matters for a
-    large ``X``).
+    with it before ``fit`` returns). Otherwise a large array is copied once by
+    NumPy into aligned memory that is then used in place (:func:`_aligned_empty`),
+    a small one by ``device_put`` (faster than ``jnp.asarray``).
     """
-    if arr.dtype != dtype or not arr.flags.c_contiguous:
+    in_place = (
+        arr.dtype == dtype and arr.flags.c_contiguous and arr.ctypes.data % 64 == 0
+    )
+    if (
+        not in_place
+        and hasattr(mmap, "MAP_ANONYMOUS")
+        and arr.size * np.dtype(dtype).itemsize >= HOST_COPY_MIN_BYTES
+        and jax.default_backend() == "cpu"
+    ):
+        out = _aligned_empty(arr.shape, dtype)
+        np.copyto(out, arr, casting="unsafe")
+        arr = out
+    elif arr.dtype != dtype or not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr, dtype=dtype)
     try:
         return jax.device_put(arr, may_alias=True)
