@@ -182,18 +182,25 @@ def subsample_start(family, data: GLMData, convex: bool, project):
 
 
 def fit(
-    family, data: GLMData, solver, tol, max_iter: int, information: str = "observed"
+    family,
+    data: GLMData,
+    solver,
+    tol,
+    max_iter: int,
+    information: str = "observed",
+    make_obj=objective.make_glm,
 ) -> EngineResult:
     """Maximum likelihood over ``theta = [vec(beta), log(extra)]``.
 
     ``information``: ``"observed"`` (the exact Hessian) or ``"expected"``
     (Fisher: :func:`mlejax.inference.expected_glm_information`) for the
-    covariance.
+    covariance. ``make_obj``: the objective's builder (the batched kernel of
+    :mod:`mlejax._batched` passes its own layout of the same NLL).
     """
     X, y, w, offset, trials = data[:5]
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
-    obj = objective.make_glm(family, data)
+    obj = make_obj(family, data)
     project = extra_projection(family, nb)
     convex = family.convex
     nobs = jnp.sum(w)
