@@ -414,8 +414,9 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
     Newton, run only when some fit of the chunk needs it.
     """
     C, p, n = Xt.shape
-    first = jnp.argmax(pos, -1)
-    row0 = jnp.take_along_axis(Xt, first[:, None, None], axis=2)  # (C, p, 1)
+    first = jnp.cumsum(pos, -1) == 1
+    first = first & pos  # one-hot: the first positive-weight row
+    row0 = jnp.sum(jnp.where(first[:, None, :], Xt, 0.0), -1)[:, :, None]
     same = jnp.all(jnp.where(pos[:, None, :], Xt == row0, True), -1)
     has_const = jnp.any(same & (row0[..., 0] != 0), -1)
     sw, swy = jnp.sum(w0, -1), jnp.sum(wy, -1)
@@ -487,27 +488,51 @@ def batched_fit(chunk_fast, one_general, args, m: int):
     (res, _), vouch = out
     out = (res, None)
     failed = ~vouch
-    k = min(FALLBACK_K, m)
-    general = jax.vmap(one_general)
+    shapes = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out
+    )
 
     def refit(out):
-        # the failed members, k at a time (one compiled copy of the general fit)
-        n_failed = jnp.sum(failed)
-        rank = jnp.cumsum(failed) - 1  # order of each failed member
-
-        def body(j, out):
-            sel = failed & (rank >= j * k) & (rank < (j + 1) * k)
-            (idx,) = jnp.nonzero(sel, size=k, fill_value=m)
-            valid = idx < m
-            sub = general(_take(args, jnp.where(valid, idx, 0)))
-            dst = jnp.where(valid, idx, m)  # out of range: dropped
-            return jax.tree_util.tree_map(
-                lambda a, b: a.at[dst].set(b, mode="drop"), out, sub
-            )
-
-        return jax.lax.fori_loop(0, (n_failed + k - 1) // k, body, out)
+        # On the host, and compiled only when a batch has a failure: the
+        # general path on the failed members (their number rounded up to a
+        # power of two, so few sizes are compiled), scattered back.
+        return jax.pure_callback(
+            functools.partial(_host_refit, one_general),
+            shapes,
+            out,
+            failed,
+            args,
+            vmap_method="sequential",
+        )
 
     return jax.lax.cond(jnp.any(failed), refit, lambda o: o, out)
+
+
+def _host_refit(one_general, out, failed, args):
+    failed = np.asarray(failed)
+    idx = np.flatnonzero(failed)
+    size = 1 << int(np.ceil(np.log2(idx.size)))
+    take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+    sub_args = jax.tree_util.tree_map(lambda a: np.asarray(a)[take], args)
+    sub = _general_jit(one_general)(sub_args)
+    sub = jax.device_get(sub)
+
+    def put(a, b):
+        a = np.array(a)
+        a[idx] = np.asarray(b)[: idx.size]
+        return a
+
+    return jax.tree_util.tree_map(put, out, sub)
+
+
+@functools.cache
+def _one_general(general_fn, statics):
+    return lambda args: general_fn(*args, **dict(statics))
+
+
+@functools.cache
+def _general_jit(one_general):
+    return jax.jit(jax.vmap(one_general))
 
 
 @functools.cache
@@ -535,7 +560,7 @@ def vmappable(general_fn, fast_fn_factory, statics):
 
             full = jax.tree_util.tree_map(bcast, list(args), list(in_batched))
             out = batched_fit(
-                lambda a: fast(*a), lambda a: general_fn(*a, **st), full, axis_size
+                lambda a: fast(*a), _one_general(general_fn, statics), full, axis_size
             )
         batched = jax.tree_util.tree_map(lambda _: True, out)
         return out, batched
