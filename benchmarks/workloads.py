@@ -331,9 +331,7 @@ def _w4_batched(X, y, repeats, log):
     fns = {
         "plain": jax.jit(jax.vmap(plain_vmap_newton)),
         "mlejax": jax.jit(jax.vmap(lambda X, y: mj.fit(X, y, fam))),
-        "mlejax_hc0": jax.jit(
-            jax.vmap(lambda X, y: mj.fit(X, y, fam, cov_type="HC0"))
-        ),
+        "mlejax_hc0": jax.jit(jax.vmap(lambda X, y: mj.fit(X, y, fam, cov_type="HC0"))),
     }
     first, times, outs = {}, {k: [] for k in fns}, {}
     for k, f in fns.items():

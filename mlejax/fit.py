@@ -46,27 +46,13 @@ __all__ = ["fit", "ols", "fit_likelihood"]
 QUICK_COMPILE_SIZE = 1 << 17
 
 
-def _fit_core(
-    data,
-    pearson,
-    tol,
-    groups,
-    *pen,
-    family,
-    solver,
-    max_iter,
-    traced,
-    cov,
-    make_obj=None,
-):
-    # pen: (penalty,) or (penalty, theta0) for a warm start (mj.fit_path);
-    # make_obj: the batched kernel's objective (mlejax._batched), else None
+def _fit_core(data, pearson, tol, groups, *pen, family, solver, max_iter, traced, cov):
+    # pen: (penalty,) or (penalty, theta0) for a warm start (mj.fit_path)
     raw, data = data, _prepare.mask_zero_precision(data)
     X, weights = data.X, data.weights
     info = cov[2] if len(cov) > 2 else "observed"  # cov: (type, bounds, information)
-    kw = {} if make_obj is None else {"make_obj": make_obj}
     eng, solver_name = engines.run(
-        family, data, solver, tol, max_iter, *pen, information=info, **kw
+        family, data, solver, tol, max_iter, *pen, information=info
     )
     status, converged = eng.status, eng.converged
     if traced:  # the host checks could not run: invalid input is data
@@ -124,58 +110,12 @@ def _fit_general(data, pearson, tol, groups, penalty, *, family, solver, max_ite
     return _fit_jit(data, pearson, tol, groups, penalty, traced=True, **st)[:2]
 
 
-def _fit_fast(args, in_batched, st):
-    """The batched kernel's per-fit function, or None where it does not serve."""
-    data, pearson, tol, groups, penalty = args
-    X = data.X
-    shape = X.shape[1:] if in_batched[0].X else X.shape
-    plain = (
-        groups is None
-        and penalty is None
-        and data.trials is None
-        and data.var_weights is None
-        and len(shape) == 2
-    )
-    n, p = shape if len(shape) == 2 else (0, 0)
-    if not _batched.eligible(
-        st["family"], st["solver"], st["max_iter"], st["cov"], n, p, plain
-    ):
-        return None
-
-    family, cov = st["family"], st["cov"]
-
-    def chunk(data, pearson, tol, groups, penalty):  # a chunk of C fits
-        out, vouch = _batched.chunk_kernel(
-            data.X,
-            data.y,
-            data.weights,
-            data.offset,
-            tol,
-            max_iter=st["max_iter"],
-            cov_type=cov[0],
-        )
-        res = FitResult(
-            extra={},
-            extra_stderr={},
-            family=family.name,
-            solver="newton",
-            family_obj=family,
-            dispersion=None,
-            objective=None,
-            **out,
-        )
-        robust = {"n_groups": None} if cov[0] != "nonrobust" else {}
-        return (res.replace(cov_type=cov[0], **robust), None), vouch
-
-    return chunk
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
 def _fit_traced(data, pearson, tol, groups, penalty, family, solver, max_iter, cov):
     # jit: the plain fit; vmap: the batched kernel where it serves
     # (mlejax._batched); jvp/grad: the rule below
     st = (("family", family), ("solver", solver), ("max_iter", max_iter), ("cov", cov))
-    f = _batched.vmappable(_fit_general, _fit_fast, st)
+    f = _batched.vmappable(_fit_general, st)
     return f(data, pearson, tol, groups, penalty)
 
 

@@ -39,7 +39,9 @@ def _data():
     X[:, :, 0] = 1.0
     beta = rng.standard_normal((B, P)) * 0.6
     eta = np.einsum("bnp,bp->bn", X, beta)
-    off = np.where(np.arange(B)[:, None] % 2 == 0, 0.0, 0.3 * rng.standard_normal((B, N)))
+    off = np.where(
+        np.arange(B)[:, None] % 2 == 0, 0.0, 0.3 * rng.standard_normal((B, N))
+    )
     y = (rng.random((B, N)) < 1 / (1 + np.exp(-eta - off))).astype(float)
     w = np.ones((B, N))
     w[6:] = rng.integers(0, 3, (B - 6, N))  # frequency weights 0, 1, 2

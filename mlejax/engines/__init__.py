@@ -53,7 +53,6 @@ def run(
     penalty=None,
     theta0=None,
     information: str = "observed",
-    make_obj=None,
 ) -> tuple[EngineResult, str]:
     """The engine for ``family`` and ``solver``, and the solver's reported name.
 
@@ -74,6 +73,4 @@ def run(
     if solver == "newton" and family.newton_engine == "lad":
         return lad.fit(family, data, tol, max_iter), "irls-lad"
     name = solver if isinstance(solver, str) else "optax"
-    if make_obj is not None:  # the batched kernel's layout (mlejax._batched)
-        return glm.fit(family, data, solver, tol, max_iter, information, make_obj), name
     return glm.fit(family, data, solver, tol, max_iter, information), name

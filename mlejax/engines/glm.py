@@ -182,25 +182,18 @@ def subsample_start(family, data: GLMData, convex: bool, project):
 
 
 def fit(
-    family,
-    data: GLMData,
-    solver,
-    tol,
-    max_iter: int,
-    information: str = "observed",
-    make_obj=objective.make_glm,
+    family, data: GLMData, solver, tol, max_iter: int, information: str = "observed"
 ) -> EngineResult:
     """Maximum likelihood over ``theta = [vec(beta), log(extra)]``.
 
     ``information``: ``"observed"`` (the exact Hessian) or ``"expected"``
     (Fisher: :func:`mlejax.inference.expected_glm_information`) for the
-    covariance. ``make_obj``: the objective's builder (the batched kernel of
-    :mod:`mlejax._batched` passes its own layout of the same NLL).
+    covariance.
     """
     X, y, w, offset, trials = data[:5]
     n, p = X.shape
     m, nb, q = objective.n_params(family, p)
-    obj = make_obj(family, data)
+    obj = objective.make_glm(family, data)
     project = extra_projection(family, nb)
     convex = family.convex
     nobs = jnp.sum(w)
