@@ -145,6 +145,8 @@ def batched_fit(chunk_fast, one_general, args, m: int):
 def _host_refit(one_general, out, failed, args):
     failed = np.asarray(failed)
     idx = np.flatnonzero(failed)
+    if not idx.size:  # (a vmap of this rule runs every branch)
+        return jax.tree_util.tree_map(np.asarray, out)
     size = 1 << int(np.ceil(np.log2(idx.size)))
     take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
     sub_args = jax.tree_util.tree_map(lambda a: np.asarray(a)[take], args)

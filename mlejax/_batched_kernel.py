@@ -295,8 +295,8 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
     Newton, run only when some fit of the chunk needs it.
     """
     C, p, n = Xt.shape
-    first = jnp.cumsum(pos, -1) == 1
-    first = first & pos  # one-hot: the first positive-weight row
+    # one-hot of the first positive-weight row (argmax: no scan)
+    first = jnp.arange(n)[None, :] == jnp.argmax(pos, -1)[:, None]
     row0 = jnp.sum(jnp.where(first[:, None, :], Xt, 0.0), -1)[:, :, None]
     same = jnp.all(jnp.where(pos[:, None, :], Xt == row0, True), -1)
     has_const = jnp.any(same & (row0[..., 0] != 0), -1)
