@@ -100,6 +100,15 @@ def _take(tree, idx):
     return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), tree)
 
 
+def chunk_size(m: int) -> int:
+    """``CHUNK``, or the divisor of ``m`` nearest to it within a factor 1.5
+    (then the batch is reshaped into chunks, never copied to pad it)."""
+    if m <= CHUNK:
+        return m
+    divisors = [c for c in range(2 * CHUNK // 3, 3 * CHUNK // 2 + 1) if m % c == 0]
+    return min(divisors, key=lambda c: abs(c - CHUNK)) if divisors else CHUNK
+
+
 def batched_fit(chunk_fast, one_general, args, m: int):
     """``chunk_fast`` over ``m`` members in cache-sized chunks, with the
     general path for the members it does not converge on.
@@ -108,13 +117,18 @@ def batched_fit(chunk_fast, one_general, args, m: int):
     a chunk of ``args`` -> ``(FitResult, r_eq)`` of the chunk;
     ``one_general``: the same for one member.
     """
-    c = min(CHUNK, m)
+    c = chunk_size(m)
     n_chunks = -(-m // c)
-    # pad with copies of the first members (well-posed fits, dropped below)
-    order = jnp.arange(n_chunks * c) % m
-    chunked = jax.tree_util.tree_map(
-        lambda a: jnp.take(a, order, axis=0).reshape(n_chunks, c, *a.shape[1:]), args
-    )
+    if n_chunks * c == m:  # a reshape: no copy of the batch
+        chunked = jax.tree_util.tree_map(
+            lambda a: a.reshape(n_chunks, c, *a.shape[1:]), args
+        )
+    else:  # pad with copies of the first members (well-posed, dropped below)
+        order = jnp.arange(n_chunks * c) % m
+        chunked = jax.tree_util.tree_map(
+            lambda a: jnp.take(a, order, axis=0).reshape(n_chunks, c, *a.shape[1:]),
+            args,
+        )
     out = jax.lax.map(chunk_fast, chunked)
     out = jax.tree_util.tree_map(
         lambda a: a.reshape(n_chunks * c, *a.shape[2:])[:m], out
