@@ -58,7 +58,7 @@ def eligible(family, solver, max_iter, cov, n: int, p: int, args_ok: bool) -> bo
     )
 
 
-def fast_factory(args, in_batched, st):
+def fast_factory(args, in_batched, st, unit_weights: bool = False):
     """The kernel for a chunk of these arguments, or None where it does not serve."""
     data, pearson, tol, groups, penalty = args
     X = data.X
@@ -78,7 +78,14 @@ def fast_factory(args, in_batched, st):
     def chunk(data, pearson, tol, groups, penalty):  # a chunk of C fits
         X, y, w, offset = data[:4]
         out, vouch = chunk_kernel(
-            X, y, w, offset, tol, max_iter=st["max_iter"], cov_type=cov[0]
+            X,
+            y,
+            w,
+            offset,
+            tol,
+            max_iter=st["max_iter"],
+            cov_type=cov[0],
+            unit_weights=unit_weights,
         )
         res = FitResult(
             extra={},
@@ -186,7 +193,7 @@ def _general_jit(one_general):
 
 
 @functools.cache
-def vmappable(general_fn, statics):
+def vmappable(general_fn, statics, unit_weights: bool = False):
     """A ``custom_vmap`` of ``general_fn(*args)`` whose rule is the kernel."""
     from jax.custom_batching import custom_vmap
 
@@ -197,7 +204,7 @@ def vmappable(general_fn, statics):
     @f.def_vmap
     def rule(axis_size, in_batched, *args):
         st = dict(statics)
-        fast = fast_factory(args, in_batched, st)
+        fast = fast_factory(args, in_batched, st, unit_weights)
         if fast is None:
             TRACE_COUNT["general"] += 1
             axes = jax.tree_util.tree_map(lambda b: 0 if b else None, list(in_batched))
