@@ -182,6 +182,16 @@ def _host_refit(one_general, out, failed, args):
     return jax.tree_util.tree_map(put, out, sub)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _fast_jit(general_fn, statics, unit_weights, full):
+    # jitted: an eager jax.vmap(mj.fit) is one compiled call, as before
+    m = jax.tree_util.tree_leaves(full)[0].shape[0]
+    batched = jax.tree_util.tree_map(lambda _: True, full)
+    fast = fast_factory(full, batched, dict(statics), unit_weights)
+    one = _one_general(general_fn, statics)
+    return batched_fit(lambda a: fast(*a), one, full, m)
+
+
 @functools.cache
 def _one_general(general_fn, statics):
     return lambda args: general_fn(*args, **dict(statics))
@@ -216,9 +226,7 @@ def vmappable(general_fn, statics, unit_weights: bool = False):
                 return a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a)))
 
             full = jax.tree_util.tree_map(bcast, list(args), list(in_batched))
-            out = batched_fit(
-                lambda a: fast(*a), _one_general(general_fn, statics), full, axis_size
-            )
+            out = _fast_jit(general_fn, statics, unit_weights, full)
         batched = jax.tree_util.tree_map(lambda _: True, out)
         return out, batched
 
