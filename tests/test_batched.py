@@ -104,6 +104,7 @@ def test_vmap_fit_equals_loop_and_statsmodels(cov_type="nonrobust"):
         np.testing.assert_allclose(out.loglik[i], sm_res.llf, rtol=1e-12)
 
 
+@pytest.mark.slow  # a second compile of the kernel (CI budget)
 def test_hc0_equals_loop_and_statsmodels():
     """HC0, offsets, no ``weights=`` (the kernel's product-log NLL)."""
     X, y, w, off = _data()
