@@ -20,6 +20,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mlejax import (
+    _batched,
     _buckets,
     _prepare,
     _scaling,
@@ -104,11 +105,18 @@ except TypeError:  # a JAX without per-function compiler options
     _fit_jit_quick = _fit_jit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
-def _fit_traced(data, pearson, tol, groups, penalty, family, solver, max_iter, cov):
-    # jit/vmap: the plain fit; jvp/grad: the rule below
+def _fit_general(data, pearson, tol, groups, penalty, *, family, solver, max_iter, cov):
     st = dict(family=family, solver=solver, max_iter=max_iter, cov=cov)
     return _fit_jit(data, pearson, tol, groups, penalty, traced=True, **st)[:2]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8, 9))
+def _fit_traced(data, pearson, tol, groups, penalty, family, solver, max_iter, cov, w1):
+    # jit: the plain fit; vmap: the batched kernel where it serves
+    # (mlejax._batched); jvp/grad: the rule below
+    st = (("family", family), ("solver", solver), ("max_iter", max_iter), ("cov", cov))
+    f = _batched.vmappable(_fit_general, st, w1)  # w1: no weights= (all 1)
+    return f(data, pearson, tol, groups, penalty)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
@@ -119,7 +127,7 @@ def _fit_jvp_jit(primals, tangents, **kw):
 
 
 @_fit_traced.defjvp
-def _fit_traced_jvp(family, solver, max_iter, cov, primals, tangents):
+def _fit_traced_jvp(family, solver, max_iter, cov, w1, primals, tangents):
     kw = dict(family=family, solver=solver, max_iter=max_iter, traced=True, cov=cov)
     res, r_eq, dots = _fit_jvp_jit(primals, tangents, **kw)
     return (res, r_eq), (implicit.assemble(res, dots), implicit.zero_tangents(r_eq))
@@ -209,6 +217,7 @@ def fit(
     if not isinstance(buckets, bool | np.bool_):
         raise TypeError(f"buckets must be True or False; got {buckets!r}.")
     dispersion, X0 = _prepare.check_dispersion(dispersion, family), X
+    w1 = weights is None
     X, y, weights, offset, trials, names = _prepare.prepare(
         X, y, family, weights, offset, trials
     )
@@ -227,7 +236,7 @@ def fit(
     leaves = jax.tree_util.tree_leaves((data, tol, groups, penalty))
     if _prepare.is_traced(*leaves):  # _fit_core checks and masks v
         res, r_eq = _fit_traced(
-            data, pearson, tol, groups, penalty, family, solver, max_iter, cov
+            data, pearson, tol, groups, penalty, family, solver, max_iter, cov, w1
         )
         return res.replace(names=names, dispersion_method=dispersion)
     data = _prepare.mask_zero_precision(data)

@@ -130,6 +130,9 @@ def test_many_fits_tiny():
     w4 = workloads.w4(16, 200, 5, 4, FLOOR, repeats=1, log=_quiet)
     _check_rows(w4, 4)
     assert w4["rows"][0]["fraction_converged"] == 1.0
+    b = w4["batched"]  # the plain vmap Newton baseline and HC0, same process
+    assert b["ratio_to_plain"] > 0 and b["ratio_to_plain_hc0"] > 0
+    assert b["max_abs_diff_params"] < 1e-8
 
 
 def test_report_and_cli_pieces(tmp_path):

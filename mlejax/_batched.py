@@ -1,0 +1,233 @@
+"""Batched small fits: the vmap rule of ``mj.fit`` for many small logistic fits.
+
+``jax.vmap(mj.fit)`` (and ``mj.fit_groups``, a vmap of it) reaches
+:func:`batched_fit` through a ``jax.custom_batching.custom_vmap`` rule when
+the batch is one the kernel serves (:func:`eligible`, decided when traced:
+canonical Bernoulli, Newton, no penalty, no clusters, ``cov_type``
+nonrobust/HC0/HC1, at most ``MAX_P`` columns, fewer than ``2 * BLOCK``
+rows); anything else is the plain ``vmap`` of the general fit. The kernel
+(:mod:`mlejax._batched_kernel`) runs the general path's Newton loop and
+post-processing on chunks of ``CHUNK`` fits that stay in cache, one chunk
+after another (``lax.map``), so every ``FitResult`` field is the general
+path's up to rounding.
+
+Failure is data: members the kernel does not vouch for (not converged,
+invalid data, rank deficiency, the iteration cap, a row near separation) are
+refitted by the general vmapped path, and only those: under a scalar
+``lax.cond`` a host callback runs it on the failed members (their number
+rounded up to a power of two) and scatters the results back. A batch then
+equals the per-fit loop of ``mj.fit`` member by member, and a batch without
+failures runs (and compiles) no general code.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlejax import objective
+from mlejax._batched_kernel import chunk_kernel
+from mlejax.families import Bernoulli
+from mlejax.result import FitResult
+
+#: fits per chunk (a chunk's X, its pairwise products and the loop state stay
+#: in L2; chunks of 1000 lost almost all the gain in the prototype)
+CHUNK = 32
+#: at most this many columns per fit (the pairwise products grow as p**2)
+MAX_P = 8
+#: how many batches took the fast path (traces, not calls; for the tests)
+TRACE_COUNT = {"fast": 0, "general": 0}
+
+
+def eligible(family, solver, max_iter, cov, n: int, p: int, args_ok: bool) -> bool:
+    """Whether the batched kernel serves this vmapped fit (decided when traced)."""
+    cov_type = cov[0]
+    info = cov[2] if len(cov) > 2 else "observed"
+    return (
+        args_ok
+        and type(family) is Bernoulli
+        and family.default_link
+        and solver == "newton"
+        and cov_type in ("nonrobust", "HC0", "HC1")
+        and info == "observed"
+        and 1 <= p <= MAX_P
+        and p < n < 2 * objective.BLOCK
+    )
+
+
+def fast_factory(args, in_batched, st, unit_weights: bool = False):
+    """The kernel for a chunk of these arguments, or None where it does not serve."""
+    data, pearson, tol, groups, penalty = args
+    X = data.X
+    shape = X.shape[1:] if in_batched[0].X else X.shape
+    plain = (
+        groups is None
+        and penalty is None
+        and data.trials is None
+        and data.var_weights is None
+        and len(shape) == 2
+    )
+    n, p = shape if len(shape) == 2 else (0, 0)
+    if not eligible(st["family"], st["solver"], st["max_iter"], st["cov"], n, p, plain):
+        return None
+    family, cov = st["family"], st["cov"]
+
+    def chunk(data, pearson, tol, groups, penalty):  # a chunk of C fits
+        X, y, w, offset = data[:4]
+        out, vouch = chunk_kernel(
+            X,
+            y,
+            w,
+            offset,
+            tol,
+            max_iter=st["max_iter"],
+            cov_type=cov[0],
+            unit_weights=unit_weights,
+        )
+        res = FitResult(
+            extra={},
+            extra_stderr={},
+            family=family.name,
+            solver="newton",
+            family_obj=family,
+            dispersion=None,
+            objective=None,
+            **out,
+        )
+        robust = {"n_groups": None} if cov[0] != "nonrobust" else {}
+        return (res.replace(cov_type=cov[0], **robust), None), vouch
+
+    return chunk
+
+
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
+def chunk_size(m: int) -> int:
+    """``CHUNK``, or the divisor of ``m`` nearest to it within a factor 1.5
+    (then the batch is reshaped into chunks, never copied to pad it)."""
+    if m <= CHUNK:
+        return m
+    divisors = [c for c in range(2 * CHUNK // 3, 3 * CHUNK // 2 + 1) if m % c == 0]
+    return min(divisors, key=lambda c: abs(c - CHUNK)) if divisors else CHUNK
+
+
+def batched_fit(chunk_fast, one_general, args, m: int):
+    """``chunk_fast`` over ``m`` members in cache-sized chunks, with the
+    general path for the members it does not converge on.
+
+    ``args``: every leaf batched along axis 0 (size ``m``). ``chunk_fast``:
+    a chunk of ``args`` -> ``(FitResult, r_eq)`` of the chunk;
+    ``one_general``: the same for one member.
+    """
+    c = chunk_size(m)
+    n_chunks = -(-m // c)
+    if n_chunks * c == m:  # a reshape: no copy of the batch
+        chunked = jax.tree_util.tree_map(
+            lambda a: a.reshape(n_chunks, c, *a.shape[1:]), args
+        )
+    else:  # pad with copies of the first members (well-posed, dropped below)
+        order = jnp.arange(n_chunks * c) % m
+        chunked = jax.tree_util.tree_map(
+            lambda a: jnp.take(a, order, axis=0).reshape(n_chunks, c, *a.shape[1:]),
+            args,
+        )
+    out = jax.lax.map(chunk_fast, chunked)
+    out = jax.tree_util.tree_map(
+        lambda a: a.reshape(n_chunks * c, *a.shape[2:])[:m], out
+    )
+    (res, _), vouch = out
+    out = (res, None)
+    failed = ~vouch
+    shapes = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out
+    )
+
+    def refit(out):
+        # On the host, and compiled only when a batch has a failure: the
+        # general path on the failed members (their number rounded up to a
+        # power of two, so few sizes are compiled), scattered back.
+        return jax.pure_callback(
+            functools.partial(_host_refit, one_general),
+            shapes,
+            out,
+            failed,
+            args,
+            vmap_method="sequential",
+        )
+
+    return jax.lax.cond(jnp.any(failed), refit, lambda o: o, out)
+
+
+def _host_refit(one_general, out, failed, args):
+    failed = np.asarray(failed)
+    idx = np.flatnonzero(failed)
+    if not idx.size:  # (a vmap of this rule runs every branch)
+        return jax.tree_util.tree_map(np.asarray, out)
+    size = 1 << int(np.ceil(np.log2(idx.size)))
+    take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+    sub_args = jax.tree_util.tree_map(lambda a: np.asarray(a)[take], args)
+    sub = _general_jit(one_general)(sub_args)
+    sub = jax.device_get(sub)
+
+    def put(a, b):
+        a = np.array(a)
+        a[idx] = np.asarray(b)[: idx.size]
+        return a
+
+    return jax.tree_util.tree_map(put, out, sub)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _fast_jit(general_fn, statics, unit_weights, full):
+    # jitted: an eager jax.vmap(mj.fit) is one compiled call, as before
+    m = jax.tree_util.tree_leaves(full)[0].shape[0]
+    batched = jax.tree_util.tree_map(lambda _: True, full)
+    fast = fast_factory(full, batched, dict(statics), unit_weights)
+    one = _one_general(general_fn, statics)
+    return batched_fit(lambda a: fast(*a), one, full, m)
+
+
+@functools.cache
+def _one_general(general_fn, statics):
+    return lambda args: general_fn(*args, **dict(statics))
+
+
+@functools.cache
+def _general_jit(one_general):
+    return jax.jit(jax.vmap(one_general))
+
+
+@functools.cache
+def vmappable(general_fn, statics, unit_weights: bool = False):
+    """A ``custom_vmap`` of ``general_fn(*args)`` whose rule is the kernel."""
+    from jax.custom_batching import custom_vmap
+
+    @custom_vmap
+    def f(*args):
+        return general_fn(*args, **dict(statics))
+
+    @f.def_vmap
+    def rule(axis_size, in_batched, *args):
+        st = dict(statics)
+        fast = fast_factory(args, in_batched, st, unit_weights)
+        if fast is None:
+            TRACE_COUNT["general"] += 1
+            axes = jax.tree_util.tree_map(lambda b: 0 if b else None, list(in_batched))
+            out = jax.vmap(lambda *a: general_fn(*a, **st), in_axes=tuple(axes))(*args)
+        else:
+            TRACE_COUNT["fast"] += 1
+
+            def bcast(a, b):
+                return a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a)))
+
+            full = jax.tree_util.tree_map(bcast, list(args), list(in_batched))
+            out = _fast_jit(general_fn, statics, unit_weights, full)
+        batched = jax.tree_util.tree_map(lambda _: True, out)
+        return out, batched
+
+    return f
