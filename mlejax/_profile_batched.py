@@ -61,6 +61,38 @@ def eligible(family, data) -> bool:
     return v is None
 
 
+def _canonical(family):
+    """``(y, trials, eta) -> (log p kernel, d/deta)`` for the canonical links.
+
+    One ``exp`` (and for the logit one ``log1p``) per entry: the pass's
+    elementwise work, which the generic autodiff of ``log_prob_kernel`` does
+    about twice over.
+    """
+    from mlejax.families import Bernoulli, Binomial, Poisson
+
+    if not getattr(family, "default_link", False):
+        return None
+    if isinstance(family, Bernoulli | Binomial):
+        binom = isinstance(family, Binomial)
+
+        def logit(y, t, eta):
+            a = jnp.exp(-jnp.abs(eta))
+            sp = jnp.maximum(eta, 0.0) + jnp.log1p(a)  # softplus(eta)
+            mu = jnp.where(eta >= 0, 1.0, a) / (1.0 + a)
+            n = t if binom else 1.0
+            return y * eta - n * sp, y - n * mu
+
+        return logit
+    if isinstance(family, Poisson):
+
+        def log(y, t, eta):
+            mu = jnp.exp(eta)
+            return y * eta - mu, y - mu
+
+        return log
+    return None
+
+
 def _pass(X, y, w, off, trials, family, Theta):
     """``(D, G)`` for ``Theta = [theta_hat, theta_1 .. theta_M]`` (``(k, M + 1)``).
 
@@ -70,19 +102,24 @@ def _pass(X, y, w, off, trials, family, Theta):
     n, k = X.shape
     M = Theta.shape[1] - 1
 
+    canonical = _canonical(family)
+
     def block(xb, yb, wb, ob, tb):
         eta = xb @ Theta + ob[:, None]
-        kw = {} if trials is None else {"trials": tb[:, None]}
-
-        def kern(e):
-            return family.log_prob_kernel(yb[:, None], e, **kw)
-
-        ll, vjp = jax.vjp(kern, eta)
         keep = (wb > 0)[:, None]
         ww = jnp.where(keep, wb[:, None], 0.0)
+        if canonical is not None:
+            ll, dl = canonical(yb[:, None], tb[:, None], eta)
+        else:
+            kw = {} if trials is None else {"trials": tb[:, None]}
+
+            def kern(e):
+                return family.log_prob_kernel(yb[:, None], e, **kw)
+
+            ll, vjp = jax.vjp(kern, eta)
+            (dl,) = vjp(jnp.ones_like(ll))
         diff = jnp.where(keep, ww * (ll[:, 1:] - ll[:, :1]), 0.0)
-        (dl,) = vjp(jnp.broadcast_to(ww, ll.shape))
-        dl = jnp.where(keep, dl, 0.0)[:, 1:]
+        dl = jnp.where(keep, ww * dl, 0.0)[:, 1:]
         return jnp.sum(diff, axis=0), -(xb.T @ dl)
 
     tt = jnp.zeros_like(y) if trials is None else trials
