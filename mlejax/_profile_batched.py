@@ -42,13 +42,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mlejax import objective
 
 #: rows per block of the batched pass (eta block ``(BLOCK, 2m + 1)`` in cache)
 BLOCK = 2048
+#: consecutive rows whose ``q`` are multiplied before one logarithm (logit pass)
+CHUNK = 16
 #: passes before an endpoint that is not done is handed to the exact search
 MAX_PASSES = 40
+#: the error bound ``rho / (1 - rho) |step|`` is used only for a contraction
+#: at least this strong (else the step itself must be below ``tol``)
+RHO_MAX = 0.1
 #: from this pass on, a step that shrinks by less than this factor: not contracting
 STALL_AFTER, STALL_RATIO = 4, 0.9
 
@@ -93,18 +99,45 @@ def _canonical(family):
     return None
 
 
-def _pass(X, y, w, off, trials, family, Theta):
+def _pass(X, y, w, off, trials, family, Theta, logit=None):
     """``(D, G)`` for ``Theta = [theta_hat, theta_1 .. theta_M]`` (``(k, M + 1)``).
 
     ``D[e] = l(theta_e) - l(theta_hat)`` summed row by row, ``G[:, e]`` the
     NLL gradient at ``theta_e``; row blocks, eta never formed in full.
+
+    ``logit = (mu_hat, X' y)``: Bernoulli, logit link, weights 0 or 1. Then
+    with ``delta = X (theta_e - theta_hat)`` (a product of differences: no
+    cancellation) and ``q = 1 + mu_hat (e^delta - 1)``, the row's
+    log-likelihood change is ``y delta - log q`` and its mean ``mu_hat
+    e^delta / q``: one ``exp`` and one division per entry, and the logarithms
+    are taken of products of ``CHUNK`` consecutive ``q`` (``sum log q = log
+    prod q``; a product that over- or underflows makes the pass non-finite,
+    and the endpoint goes to the search). ``sum y delta = (X' y) . (theta_e
+    - theta_hat)``.
     """
     n, k = X.shape
     M = Theta.shape[1] - 1
+    theta_hat = Theta[:, 0]
+    dT = Theta[:, 1:] - theta_hat[:, None]
 
     canonical = _canonical(family)
 
+    def block_logit(xb, yb, wb, mb):
+        d = xb @ dT
+        keep = (wb > 0)[:, None]
+        e = jnp.exp(d)
+        q = 1.0 + mb[:, None] * (e - 1.0)
+        dl = jnp.where(keep, yb[:, None] - mb[:, None] * e / q, 0.0)
+        Q = jnp.where(keep, q, 1.0)
+        pad = -Q.shape[0] % CHUNK
+        if pad:
+            Q = jnp.concatenate([Q, jnp.ones((pad, M), Q.dtype)])
+        logq = jnp.log(jnp.prod(Q.reshape(-1, CHUNK, M), axis=1))
+        return -jnp.sum(logq, axis=0), -(xb.T @ dl)
+
     def block(xb, yb, wb, ob, tb):
+        if logit is not None:
+            return block_logit(xb, yb, wb, ob)
         eta = xb @ Theta + ob[:, None]
         keep = (wb > 0)[:, None]
         ww = jnp.where(keep, wb[:, None], 0.0)
@@ -123,8 +156,17 @@ def _pass(X, y, w, off, trials, family, Theta):
         return jnp.sum(diff, axis=0), -(xb.T @ dl)
 
     tt = jnp.zeros_like(y) if trials is None else trials
+    if logit is not None:  # the rows' mu_hat travel in the offset's place
+        off, yx = logit
     if n < 2 * BLOCK:
-        return block(X, y, w, off, tt)
+        D, G = block(X, y, w, off, tt)
+    else:
+        D, G = _blocks(block, X, y, w, off, tt, M)
+    return (D + yx @ dT, G) if logit is not None else (D, G)
+
+
+def _blocks(block, X, y, w, off, tt, M):
+    n, k = X.shape
     n_blocks = -(-n // BLOCK)
     rows = jnp.arange(BLOCK)
 
@@ -141,10 +183,25 @@ def _pass(X, y, w, off, trials, family, Theta):
     return jax.lax.fori_loop(0, n_blocks, body, init)
 
 
-def batched_core(data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES):
+def unit_logit(family, data) -> bool:
+    """The logit pass applies: Bernoulli, logit link, weights all 0 or 1 (host)."""
+    from mlejax.families import Bernoulli
+
+    if not isinstance(family, Bernoulli) or not family.default_link:
+        return False
+    if data.var_weights is not None:
+        return False
+    w = np.asarray(data.weights)
+    return bool(np.all((w == 0) | (w == 1)))
+
+
+def batched_core(
+    data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES, logit=False
+):
     """Endpoints ``(m, 2)``, done ``(m, 2)`` and passes ``(m, 2)`` for ``idx``.
 
     ``done`` false: the endpoint was not solved here (value undefined).
+    ``logit``: the data satisfy :func:`unit_logit` (static).
     """
     X = jnp.asarray(data.X)
     w, _ = objective.split_var_weights(family, data.weights, data.var_weights)
@@ -155,6 +212,11 @@ def batched_core(data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES)
     k = theta_hat.shape[0]
     Sigma = jax.scipy.linalg.cho_solve((L, True), jnp.eye(k, dtype=H.dtype))
     Sigma = 0.5 * (Sigma + Sigma.T)
+
+    aux = None
+    if logit:
+        mu_hat = jax.nn.sigmoid(X @ theta_hat + off)
+        aux = (mu_hat, X.T @ jnp.where(w > 0, y, 0.0))
 
     m = idx.shape[0]
     J = jnp.repeat(idx, 2)
@@ -172,7 +234,14 @@ def batched_core(data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES)
     def body(c):
         T, done, failed, err_prev, n_it, it = c
         D, G = _pass(
-            X, y, w, off, trials, family, jnp.concatenate([theta_hat[:, None], T], 1)
+            X,
+            y,
+            w,
+            off,
+            trials,
+            family,
+            jnp.concatenate([theta_hat[:, None], T], 1),
+            aux,
         )
         U = jnp.where(onehot, 0.0, G)
         S = Sigma @ U
@@ -193,7 +262,11 @@ def batched_core(data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES)
             & (dr > 0)
             & (jnp.abs(db) <= z * sd)
         )
-        conv = ok & (err <= tol)
+        # a contraction rho (observed over the last two steps) leaves the new
+        # point within rho / (1 - rho) of this step from the root
+        rho = err / err_prev
+        bound = jnp.where((it >= 1) & (rho <= RHO_MAX), err * rho / (1.0 - rho), err)
+        conv = ok & (bound <= tol)
         stall = (it >= STALL_AFTER) & (err > STALL_RATIO * err_prev)
         active = ~done & ~failed
         give_up = active & ~conv & (~ok | stall | (it + 1 >= max_passes))
@@ -220,7 +293,9 @@ def batched_core(data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES)
     return ends.reshape(m, 2), done.reshape(m, 2), n_it.reshape(m, 2)
 
 
-batched_profile = jax.jit(batched_core, static_argnames=("family", "max_passes"))
+batched_profile = jax.jit(
+    batched_core, static_argnames=("family", "max_passes", "logit")
+)
 
 
 def _quick(fn, static):
@@ -235,4 +310,4 @@ def _quick(fn, static):
 
 
 #: small problems: compile time dominates, LLVM's optimisation passes do not pay
-batched_profile_quick = _quick(batched_core, ("family", "max_passes"))
+batched_profile_quick = _quick(batched_core, ("family", "max_passes", "logit"))

@@ -362,7 +362,8 @@ def _profile_ci(X, y, family, alpha, params, full_output, fit_kwargs):
             if Xa.size >= LARGE_SIZE
             else _pbatch.batched_profile_quick
         )
-        e, done, n_it = run(data, theta_hat, idx, zz, tol, family=family)
+        logit = _pbatch.unit_logit(family, data)
+        e, done, n_it = run(data, theta_hat, idx, zz, tol, family=family, logit=logit)
         solved = np.asarray(done).all(axis=1)
         ci[solved] = np.asarray(e)[solved]
         st[solved] = CONVERGED
