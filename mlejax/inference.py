@@ -285,9 +285,17 @@ def _robust_hc_single(family, data, eta, extra):
     ``X' diag(w h) X`` and the meat ``X' diag(w g^2) X`` (``g``, ``h``: the
     per-row derivatives of ``-log p`` in ``eta``), one pass over ``X``."""
     X, y, w, _, trials, v = data
-    g, h = glm_row_derivs(family, y, eta, extra, trials, v=v)
+    closed = None
+    if v is None:  # canonical links: closed forms (one exp), else autodiff
+        closed = family.nll_derivs(
+            y, eta, **({} if trials is None else {"trials": trials})
+        )
+    if closed is not None:
+        g, h = closed
+    else:
+        g, h = glm_row_derivs(family, y, eta, extra, trials, v=v)
+        g, h = g[:, 0], h[:, 0, 0]
     keep = w > 0
-    g, h = g[:, 0], h[:, 0, 0]
     a = jnp.where(keep, w * h, 0.0)
     b = jnp.where(keep, w * g * g, 0.0)
     return _weighted_grams(X, a, b)
