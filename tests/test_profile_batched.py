@@ -111,3 +111,16 @@ def test_batched_hands_separation_to_the_search(monkeypatch):
     np.testing.assert_allclose(
         np.asarray(fast.ci)[ok], np.asarray(slow.ci)[ok], rtol=0, atol=1e-8
     )
+
+
+def test_hc0_blocked_grams_match_statsmodels():
+    """HC0 from the blocked two-Gram pass (n over 2 blocks, clamped last
+    block) against statsmodels' Logit sandwich."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    n = 2500
+    X = mj.add_constant(rng.standard_normal((n, 2)))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ [0.2, 0.8, -0.4])))).astype(float)
+    res = mj.fit(X, y, mj.families.Bernoulli(), cov_type="HC0", tol=1e-12)
+    ref = sm.Logit(y, X).fit(disp=0, cov_type="HC0", tol=1e-12, method="newton")
+    np.testing.assert_allclose(np.asarray(res.stderr), ref.bse, rtol=1e-9)
