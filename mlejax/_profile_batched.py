@@ -196,21 +196,34 @@ def unit_logit(family, data) -> bool:
 
 
 def batched_core(
-    data, theta_hat, idx, z, tol, *, family, max_passes=MAX_PASSES, logit=False
+    data,
+    theta_hat,
+    idx,
+    z,
+    tol,
+    Sigma=None,
+    *,
+    family,
+    max_passes=MAX_PASSES,
+    logit=False,
 ):
     """Endpoints ``(m, 2)``, done ``(m, 2)`` and passes ``(m, 2)`` for ``idx``.
 
     ``done`` false: the endpoint was not solved here (value undefined).
-    ``logit``: the data satisfy :func:`unit_logit` (static).
+    ``Sigma``: the inverse Hessian at the MLE, e.g. the fit's model-based
+    covariance (it sets only the chord steps, not the roots); ``None``: one
+    Gram pass computes it. ``logit``: the data satisfy :func:`unit_logit`
+    (static).
     """
     X = jnp.asarray(data.X)
     w, _ = objective.split_var_weights(family, data.weights, data.var_weights)
     y, off, trials = data.y, data.offset, data.trials
-    obj = objective.make_glm(family, data)
-    _, H, _ = obj.evaluate(theta_hat, True)
-    L = jnp.linalg.cholesky(H)
     k = theta_hat.shape[0]
-    Sigma = jax.scipy.linalg.cho_solve((L, True), jnp.eye(k, dtype=H.dtype))
+    if Sigma is None:
+        obj = objective.make_glm(family, data)
+        _, H, _ = obj.evaluate(theta_hat, True)
+        L = jnp.linalg.cholesky(H)
+        Sigma = jax.scipy.linalg.cho_solve((L, True), jnp.eye(k, dtype=H.dtype))
     Sigma = 0.5 * (Sigma + Sigma.T)
 
     aux = None

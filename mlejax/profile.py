@@ -363,7 +363,22 @@ def _profile_ci(X, y, family, alpha, params, full_output, fit_kwargs):
             else _pbatch.batched_profile_quick
         )
         logit = _pbatch.unit_logit(family, data)
-        e, done, n_it = run(data, theta_hat, idx, zz, tol, family=family, logit=logit)
+        # the fit's model-based covariance is H^-1 (no dispersion factor):
+        # the chord matrix without another Gram pass
+        cov = np.asarray(res.cov, dtype)
+        phi = 1.0 if res.dispersion is None else float(np.asarray(res.dispersion))
+        fit_cov = res.cov_type == "nonrobust" and phi == 1.0
+        fit_cov = fit_cov and cov.shape == (nbeta, nbeta) and np.isfinite(cov).all()
+        e, done, n_it = run(
+            data,
+            theta_hat,
+            idx,
+            zz,
+            tol,
+            cov if fit_cov else None,
+            family=family,
+            logit=logit,
+        )
         solved = np.asarray(done).all(axis=1)
         ci[solved] = np.asarray(e)[solved]
         st[solved] = CONVERGED
