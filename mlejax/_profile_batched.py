@@ -47,7 +47,7 @@ import numpy as np
 from mlejax import objective
 
 #: rows per block of the batched pass (eta block ``(BLOCK, 2m + 1)`` in cache)
-BLOCK = 2048
+BLOCK = 1024
 #: consecutive rows whose ``q`` are multiplied before one logarithm (logit pass)
 CHUNK = 16
 #: passes before an endpoint that is not done is handed to the exact search

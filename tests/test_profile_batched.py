@@ -70,7 +70,7 @@ def test_batched_endpoints_are_roots_by_statsmodels_refits():
     an offset, gives |r| = z to 1e-8 (larger problem: the chord regime)."""
     sm = pytest.importorskip("statsmodels.api")
     rng = np.random.default_rng(3)
-    n, k = 5000, 4  # over 2 BLOCKs: the blocked pass, clamped last block
+    n, k = 5000, 4  # over 2 BLOCKs (1024): blocked pass, clamped last block
     X = mj.add_constant(rng.standard_normal((n, k - 1)))
     y = (rng.random(n) < 1 / (1 + np.exp(-(X @ [0.3, 1.0, -0.5, 0.2])))).astype(float)
     e, done, it = _direct(X, y, mj.families.Bernoulli(), logit=True)
