@@ -1,13 +1,16 @@
 """Cost of inference relative to the fit: ``python -m benchmarks.inference``.
 
-Logistic regression, ``n x p`` (default 1,000,000 x 50; ``--n 200000`` for a
-quicker run), float64, pinned to ``--threads`` cores as ``benchmarks.run``
-does. Timed (median of ``--repeats`` warm calls, compile time apart):
+Logistic regression, ``n x p`` (default 1,000,000 x 50; ``--quick``:
+100,000; ``--n`` any), float64, pinned to ``--threads`` cores (the first of
+the process's affinity: ``taskset -c 0`` on an unrestricted process) with
+``XLA_FLAGS`` single-threaded, as ``benchmarks.run`` does (there:
+``--only inference``, with ``--quick`` for 100,000 rows). Timed (median of ``--repeats`` warm calls, compile time apart):
 
 * ``mj.fit`` alone, with ``cov_type="HC0"`` and with ``cov_type="cluster"``
   (1,000 clusters): the robust covariance's cost is the difference;
-* ``mj.profile_ci`` for all ``p`` coefficients (every endpoint an exact root,
-  all ``2p`` in one vmapped call; it includes its own fit);
+* ``mj.profile_ci`` for all ``p`` coefficients (every endpoint a root to the
+  solver's tolerance, all ``2p`` solved together by batched passes over
+  ``X``; it includes its own fit, and the ratio without it is reported too);
 * statsmodels ``Logit(y, X).fit()`` alone and with ``cov_type="HC0"`` and
   ``"cluster"``, the same quantities.
 
@@ -32,7 +35,10 @@ def _parse(argv):
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.inference", description=__doc__
     )
-    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--n", type=int, default=None, help="rows (default 1,000,000)")
+    ap.add_argument(
+        "--quick", action="store_true", help="100,000 rows (default --n otherwise)"
+    )
     ap.add_argument("--p", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1, choices=(1, 2))
     ap.add_argument("--repeats", type=int, default=3)
@@ -83,11 +89,12 @@ def _time(fn, repeats):
     return first, statistics.median(times), out
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parse(argv)
-    if not args.no_pin and os.environ.get(_CHILD) is None:
-        _reexec(args, argv)
+def measure(n, p=50, repeats=3, clusters=1000, profile=True, log=print):
+    """Time the fit, robust covariances and profile intervals (one process).
+
+    Returns ``{"rows", "ratios", "checks"}``; the caller pins threads.
+    """
+    import resource
     import warnings
 
     import jax
@@ -98,9 +105,9 @@ def main(argv=None):
 
     import mlejax as mj
 
-    X, y, g = _data(args.n, args.p, args.clusters)
+    X, y, g = _data(n, p, clusters)
     fam = mj.families.Bernoulli()
-    R = args.repeats
+    R = repeats
     rows, checks = [], {}
 
     def block(res):
@@ -117,8 +124,7 @@ def main(argv=None):
                 "note": note,
             }
         )
-        print(f"{lib:12s} {name:34s} {warm:9.3f} s (first call {first:.2f} s)")
-        sys.stdout.flush()
+        log(f"{lib:12s} {name:34s} {warm:9.3f} s (first call {first:.2f} s)")
 
     f, w, fit0 = _time(lambda: block(mj.fit(X, y, fam)), R)
     add("fit", "mlejax", f, w)
@@ -128,15 +134,19 @@ def main(argv=None):
         lambda: block(mj.fit(X, y, fam, cov_type="cluster", groups=g)), R
     )
     add("fit + cluster", "mlejax", f, w)
-    if not args.no_profile:
+    if profile:
+        from mlejax import profile as _profile
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f, w, ci = _time(
-                lambda: jax.block_until_ready(mj.profile_ci(X, y, fam)), max(1, R - 2)
+            f, w, out = _time(
+                lambda: _profile.profile_ci_full(X, y, fam), max(1, R - 1)
             )
-        add(f"profile_ci, all {args.p} (incl. fit)", "mlejax", f, w)
-        ci = np.asarray(ci)
+        add(f"profile_ci, all {p} (incl. fit)", "mlejax", f, w)
+        ci = np.asarray(out.ci)
         checks["profile_all_finite"] = bool(np.isfinite(ci).all())
+        checks["profile_all_converged"] = bool((out.status == 0).all())
+        checks["profile_passes_max"] = int(np.max(out.n_iter))
         b = np.asarray(fit0.params)
         checks["profile_brackets_estimate"] = bool(
             ((ci[:, 0] < b) & (b < ci[:, 1])).all()
@@ -151,6 +161,22 @@ def main(argv=None):
     add("fit + HC0", "statsmodels", f, w)
     f, w, r2 = _time(lambda: smfit(cov_type="cluster", cov_kwds={"groups": g}), R)
     add("fit + cluster", "statsmodels", f, w)
+
+    if profile:
+        # the machine's load drifts over minutes: the headline ratio also from
+        # back-to-back pairs (profile_ci, then statsmodels' fit), per pair
+        pairs = []
+        for _ in range(R):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                jax.block_until_ready(_profile.profile_ci_full(X, y, fam).ci)
+                t1 = time.perf_counter()
+            smfit()
+            t2 = time.perf_counter()
+            pairs.append((t1 - t0, t2 - t1))
+        checks["paired_profile_over_sm_fit"] = [a / b for a, b in pairs]
+        log(f"paired (profile_ci s, statsmodels fit s): {pairs}")
 
     def rel(a, b):
         a, b = np.asarray(a), np.asarray(b)
@@ -172,34 +198,51 @@ def main(argv=None):
         "mlejax fit+cluster / statsmodels fit+cluster": t["mlejax", "fit + cluster"]
         / t["statsmodels", "fit + cluster"],
     }
-    if not args.no_profile:
-        key = ("mlejax", f"profile_ci, all {args.p} (incl. fit)")
-        ratios["mlejax profile (all) / statsmodels fit alone"] = (
-            t[key] / t["statsmodels", "fit"]
+    if profile:
+        key = ("mlejax", f"profile_ci, all {p} (incl. fit)")
+        sm_fit = t["statsmodels", "fit"]
+        ratios["mlejax profile (all, incl. its fit) / statsmodels fit alone"] = (
+            t[key] / sm_fit
         )
-        ratios["mlejax profile (all) / mlejax fit"] = t[key] / t["mlejax", "fit"]
+        ratios["mlejax profile (all, excl. fit) / statsmodels fit alone"] = (
+            t[key] - t["mlejax", "fit"]
+        ) / sm_fit
+        ratios["mlejax profile (all, incl. fit) / mlejax fit"] = (
+            t[key] / t["mlejax", "fit"]
+        )
+        paired = sorted(checks["paired_profile_over_sm_fit"])
+        ratios["paired: profile (all, incl. fit) / statsmodels fit, median"] = paired[
+            len(paired) // 2
+        ]
     for k, v in ratios.items():
-        print(f"{k:48s} {v:8.3f}")
-    print(json.dumps(checks))
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"inference_{args.n}x{args.p}_{args.threads}t")
+        log(f"{k:62s} {v:8.3f}")
+    log(json.dumps(checks))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     meta = {
-        "n": args.n,
-        "p": args.p,
-        "threads": args.threads,
+        "n": n,
+        "p": p,
         "repeats": R,
-        "clusters": args.clusters,
+        "clusters": clusters,
         "jax": jax.__version__,
-        "statsmodels": sm.__version__ if hasattr(sm, "__version__") else None,
+        "statsmodels": getattr(sm, "__version__", None),
         "cpu_count": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "xla_flags": os.environ.get("XLA_FLAGS"),
         "loadavg": os.getloadavg(),
+        "peak_rss_gib": peak,
     }
-    with open(stem + ".json", "w") as fh:
-        json.dump({"meta": meta, "rows": rows, "ratios": ratios, "checks": checks}, fh)
+    log(f"peak RSS {peak:.2f} GiB, load average {meta['loadavg']}")
+    return {"meta": meta, "rows": rows, "ratios": ratios, "checks": checks}
+
+
+def markdown(res) -> str:
+    meta = res["meta"]
     lines = [
-        f"# Inference cost, logistic {args.n} x {args.p}, {args.threads} thread(s)",
+        f"# Inference cost, logistic {meta['n']} x {meta['p']}",
         "",
-        f"load average at the end: {meta['loadavg']}",
+        f"affinity {meta['affinity']}, XLA_FLAGS {meta['xla_flags']!r}, "
+        f"load average at the end {meta['loadavg']}, "
+        f"peak RSS {meta['peak_rss_gib']:.2f} GiB",
         "",
         "| library | quantity | median s | first call s |",
         "|---|---|---|---|",
@@ -207,13 +250,36 @@ def main(argv=None):
     lines += [
         f"| {r['library']} | {r['quantity']} | {r['median_s']:.3f} | "
         f"{r['first_call_s']:.2f} |"
-        for r in rows
+        for r in res["rows"]
     ]
     lines += ["", "| ratio | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in ratios.items()]
-    lines += ["", "checks: " + json.dumps(checks)]
+    lines += [f"| {k} | {v:.3f} |" for k, v in res["ratios"].items()]
+    lines += ["", "checks: " + json.dumps(res["checks"])]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse(argv)
+    if not args.no_pin and os.environ.get(_CHILD) is None:
+        _reexec(args, argv)
+    n = args.n or (100_000 if args.quick else 1_000_000)
+    res = measure(
+        n,
+        args.p,
+        args.repeats,
+        args.clusters,
+        profile=not args.no_profile,
+        log=lambda m: print(m, flush=True),
+    )
+    res["meta"]["threads"] = args.threads
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"inference_{n}x{args.p}_{args.threads}t")
+    with open(stem + ".json", "w") as fh:
+        json.dump(res, fh, indent=1)
     with open(stem + ".md", "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(markdown(res) + "\n")
+    print(f"wrote {stem}.json and {stem}.md")
     return 0
 
 

@@ -40,7 +40,12 @@ def _parse(argv):
     ap.add_argument("--quick", action="store_true", help="1/10 of n (< 2 minutes)")
     ap.add_argument("--threads", type=int, default=1, choices=(1, 2))
     ap.add_argument("--out", default=os.path.join("benchmarks", "results"))
-    ap.add_argument("--only", default="", help="comma list, e.g. W1,W4,startup")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma list, e.g. W1,W4,startup; 'inference' (fit, robust "
+        "covariance and profile_ci against statsmodels) runs only when named",
+    )
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument(
         "--no-pin", action="store_true", help="do not re-exec pinned (debugging)"
@@ -231,7 +236,14 @@ def main(argv=None) -> int:
                 log=log,
             )
         )
+    if only and want("inference"):  # only on request (--only inference): minutes
+        from benchmarks import inference
+
+        log("inference cost (fit, HC0, cluster, profile_ci; statsmodels) ...")
+        n_inf = 100_000 if quick else 1_000_000
+        results["inference"] = inference.measure(n_inf, 50, repeats, log=log)
     order = {"W1": 1, "W2": 2, "W3": 3, "W4": 4, "W5": 5, "W6": 6}
+
     results["workloads"].sort(key=lambda w: order[w["id"]])
     if want("startup"):
         log("time to first fit (fresh processes) ...")
@@ -247,6 +259,10 @@ def main(argv=None) -> int:
     with open(stem + ".json", "w") as fh:
         json.dump(results, fh, indent=1, default=float)
     md = report.markdown(results)
+    if "inference" in results:
+        from benchmarks import inference
+
+        md += "\n\n" + inference.markdown(results["inference"])
     with open(stem + ".md", "w") as fh:
         fh.write(md + "\n")
     log("")

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax import _profile_batched as _pbatch
 from mlejax import objective
 from mlejax.engines import glm as _glm
 from mlejax.solvers import NewtonProblem, newton_loop
@@ -76,6 +77,9 @@ def _quick_jit(fn, static):
 #: from this many matrix entries (n * k) on, refits are chord iterations with
 #: the MLE's Hessian (see _glm_profile_core)
 CHORD_MIN_SIZE = 2**18
+#: from this many matrix entries (n * k) on, all endpoints of a convex GLM
+#: without extra parameters are first solved together (mlejax._profile_batched)
+BATCHED_MIN_SIZE = 2**18
 #: from this size on the profile is compiled with LLVM's optimisation passes
 LARGE_SIZE = 2**18
 
@@ -344,19 +348,57 @@ def _profile_ci(X, y, family, alpha, params, full_output, fit_kwargs):
     row_names = res._row_names(nbeta) if res.names is not None else None
     idx = _which(params, nbeta, row_names)
     z = float(stats.norm.ppf(1 - alpha / 2))
-    large = Xa.size >= LARGE_SIZE
-    ci, st, it = (_glm_profile_large if large else _glm_profile)(
-        data,
-        theta_hat,
-        se,
-        idx,
-        np.asarray(z, dtype),
-        np.asarray(fit_kwargs.get("tol", 1e-10), dtype),
-        family=family,
-        max_iter=int(fit_kwargs.get("max_iter", 100)),
-        chord=bool(Xa.size >= CHORD_MIN_SIZE and family.convex),
-    )
-    return _finish(ci, st, it, beta[idx], full_output, "profile_ci")
+    tol = np.asarray(fit_kwargs.get("tol", 1e-10), dtype)
+    zz = np.asarray(z, dtype)
+    ci = np.full((idx.shape[0], 2), np.nan, dtype)
+    st = np.full((idx.shape[0], 2), MAX_ITER, np.int32)
+    it = np.zeros((idx.shape[0], 2), np.int32)
+    rest = np.arange(idx.shape[0])
+    if Xa.size >= BATCHED_MIN_SIZE and _pbatch.eligible(family, data):
+        # all endpoints in one chord iteration (see mlejax._profile_batched);
+        # a parameter with an endpoint it does not solve goes to the search
+        run = (
+            _pbatch.batched_profile
+            if Xa.size >= LARGE_SIZE
+            else _pbatch.batched_profile_quick
+        )
+        logit = _pbatch.unit_logit(family, data)
+        # the fit's model-based covariance is H^-1 (no dispersion factor):
+        # the chord matrix without another Gram pass
+        cov = np.asarray(res.cov, dtype)
+        phi = 1.0 if res.dispersion is None else float(np.asarray(res.dispersion))
+        fit_cov = res.cov_type == "nonrobust" and phi == 1.0
+        fit_cov = fit_cov and cov.shape == (nbeta, nbeta) and np.isfinite(cov).all()
+        e, done, n_it = run(
+            data,
+            theta_hat,
+            idx,
+            zz,
+            tol,
+            cov if fit_cov else None,
+            family=family,
+            logit=logit,
+        )
+        solved = np.asarray(done).all(axis=1)
+        ci[solved] = np.asarray(e)[solved]
+        st[solved] = CONVERGED
+        it[solved] = np.asarray(n_it)[solved]
+        rest = np.flatnonzero(~solved)
+    if rest.size:
+        large = Xa.size >= LARGE_SIZE
+        c2, s2, i2 = (_glm_profile_large if large else _glm_profile)(
+            data,
+            theta_hat,
+            se,
+            idx[rest],
+            zz,
+            tol,
+            family=family,
+            max_iter=int(fit_kwargs.get("max_iter", 100)),
+            chord=bool(Xa.size >= CHORD_MIN_SIZE and family.convex),
+        )
+        ci[rest], st[rest], it[rest] = np.asarray(c2), np.asarray(s2), np.asarray(i2)
+    return _finish(jnp.asarray(ci), st, it, beta[idx], full_output, "profile_ci")
 
 
 def _offset(kw):
