@@ -78,8 +78,8 @@ def _canonical(family):
 
     if not getattr(family, "default_link", False):
         return None
-    if isinstance(family, Bernoulli | Binomial):
-        binom = isinstance(family, Binomial)
+    if type(family) in (Bernoulli, Binomial):  # exactly (a subclass may differ)
+        binom = type(family) is Binomial
 
         def logit(y, t, eta):
             a = jnp.exp(-jnp.abs(eta))
@@ -89,7 +89,7 @@ def _canonical(family):
             return y * eta - n * sp, y - n * mu
 
         return logit
-    if isinstance(family, Poisson):
+    if type(family) is Poisson:
 
         def log(y, t, eta):
             mu = jnp.exp(eta)
@@ -187,7 +187,7 @@ def unit_logit(family, data) -> bool:
     """The logit pass applies: Bernoulli, logit link, weights all 0 or 1 (host)."""
     from mlejax.families import Bernoulli
 
-    if not isinstance(family, Bernoulli) or not family.default_link:
+    if type(family) is not Bernoulli or not family.default_link:
         return False
     if data.var_weights is not None:
         return False

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mlejax.linalg.blocks import weighted_grams
 from mlejax.objective import row_extras, split_var_weights
 
 
@@ -250,36 +251,6 @@ def glm_scores_information(family, X, y, w, eta, extra, trials, v=None):
     return S, H
 
 
-#: rows per block of the robust covariance's Gram pass
-GRAM_BLOCK = 1024
-
-
-def _weighted_grams(X, a, b):
-    """``(X' diag(a) X, X' diag(b) X)`` in one pass over row blocks of ``X``.
-
-    One ``(block, k) x (block, 2k)`` product per block, the block in cache: no
-    ``(n, k)`` temporary (at ``n = 10^6`` each costs more in page faults than
-    the product itself).
-    """
-    n, k = X.shape
-    if n < 2 * GRAM_BLOCK:
-        C = X.T @ jnp.concatenate([X * a[:, None], X * b[:, None]], axis=1)
-        return C[:, :k], C[:, k:]
-    n_blocks = -(-n // GRAM_BLOCK)
-    rows = jnp.arange(GRAM_BLOCK)
-
-    def body(i, C):
-        start = jnp.minimum(i * GRAM_BLOCK, n - GRAM_BLOCK)
-        sl = lambda z: jax.lax.dynamic_slice_in_dim(z, start, GRAM_BLOCK)  # noqa: E731
-        new = start + rows >= i * GRAM_BLOCK  # the clamped last block
-        xb = sl(X)
-        ab, bb = jnp.where(new, sl(a), 0.0), jnp.where(new, sl(b), 0.0)
-        return C + xb.T @ jnp.concatenate([xb * ab[:, None], xb * bb[:, None]], 1)
-
-    C = jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((k, 2 * k), X.dtype))
-    return C[:, :k], C[:, k:]
-
-
 def _robust_hc_single(family, data, eta, extra):
     """HC0/HC1 pieces of a one-predictor GLM without extras: the information
     ``X' diag(w h) X`` and the meat ``X' diag(w g^2) X`` (``g``, ``h``: the
@@ -298,7 +269,7 @@ def _robust_hc_single(family, data, eta, extra):
     keep = w > 0
     a = jnp.where(keep, w * h, 0.0)
     b = jnp.where(keep, w * g * g, 0.0)
-    return _weighted_grams(X, a, b)
+    return weighted_grams(X, a, b)
 
 
 def robust_glm(family, data, beta, extra, cov_type, groups, bounds):

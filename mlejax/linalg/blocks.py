@@ -103,3 +103,33 @@ def gram_full(panels: tuple[jax.Array, ...]) -> jax.Array:
     q = top.shape[0]
     bottom = jnp.concatenate([top[:, q:].T, panels[1]], axis=1)
     return jnp.concatenate([top, bottom], axis=0)
+
+
+#: rows per block of :func:`weighted_grams` (the robust covariance's pass)
+GRAM_BLOCK = 1024
+
+
+def weighted_grams(X, a, b):
+    """``(X' diag(a) X, X' diag(b) X)`` in one pass over row blocks of ``X``.
+
+    One ``(block, k) x (block, 2k)`` product per block, the block in cache: no
+    ``(n, k)`` temporary (at ``n = 10^6`` each costs more in page faults than
+    the product itself).
+    """
+    n, k = X.shape
+    if n < 2 * GRAM_BLOCK:
+        C = X.T @ jnp.concatenate([X * a[:, None], X * b[:, None]], axis=1)
+        return C[:, :k], C[:, k:]
+    n_blocks = -(-n // GRAM_BLOCK)
+    rows = jnp.arange(GRAM_BLOCK)
+
+    def body(i, C):
+        start = jnp.minimum(i * GRAM_BLOCK, n - GRAM_BLOCK)
+        sl = lambda z: jax.lax.dynamic_slice_in_dim(z, start, GRAM_BLOCK)  # noqa: E731
+        new = start + rows >= i * GRAM_BLOCK  # the clamped last block
+        xb = sl(X)
+        ab, bb = jnp.where(new, sl(a), 0.0), jnp.where(new, sl(b), 0.0)
+        return C + xb.T @ jnp.concatenate([xb * ab[:, None], xb * bb[:, None]], 1)
+
+    C = jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((k, 2 * k), X.dtype))
+    return C[:, :k], C[:, k:]
