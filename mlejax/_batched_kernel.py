@@ -110,12 +110,17 @@ def chunk_kernel(
     sgn = jnp.where(pos, 2.0 * y - 1.0, 0.0)  # the separation margin's sign
     robust = cov_type in ("HC0", "HC1")
 
+    Wrows = jnp.stack([w0, wy], 1)  # (C, 2, n)
+
     def value_e(eta):
         """The NLL at ``eta`` and ``e = exp(-|eta|)`` (reused for the mean)."""
         e = jnp.exp(-jnp.abs(eta))
-        return _sum_log1p(w0, e, unit) + jnp.sum(
-            w0 * jnp.maximum(eta, 0.0) - wy * eta, -1
-        ), e
+        # sum(w0 max(eta, 0) - wy eta) as one small batched matmul: XLA:CPU
+        # sends a fused multiply-reduce of this shape to a library (YNNPACK)
+        # call that cost ~50 us for 25 x 200 here, a quarter of the iteration
+        V = jnp.stack([jnp.maximum(eta, 0.0), eta], -1)  # (C, n, 2)
+        M = jnp.einsum("ckn,cnj->ckj", Wrows, V)
+        return _sum_log1p(w0, e, unit) + M[:, 0, 0] - M[:, 1, 1], e
 
     def value(eta):
         return value_e(eta)[0]
