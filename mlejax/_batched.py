@@ -2,7 +2,8 @@
 
 ``jax.vmap(mj.fit)`` (and ``mj.fit_groups``, a vmap of it) reaches
 :func:`batched_fit` through a ``jax.custom_batching.custom_vmap`` rule when
-the batch is one the kernel serves (:func:`eligible`, decided when traced:
+the batch is one the kernel serves (at least ``MIN_BATCH`` fits and
+:func:`eligible`, decided when traced:
 canonical Bernoulli, Newton, no penalty, no clusters, ``cov_type``
 nonrobust/HC0/HC1, at most ``MAX_P`` columns, fewer than ``2 * BLOCK``
 rows); anything else is the plain ``vmap`` of the general fit. The kernel
@@ -38,6 +39,9 @@ from mlejax.result import FitResult
 CHUNK = 32
 #: at most this many columns per fit (the pairwise products grow as p**2)
 MAX_P = 8
+#: batches of fewer fits take the plain vmap of the general fit: the kernel
+#: pays off in run time only for many fits, and costs a compile of its own
+MIN_BATCH = 64
 #: how many batches took the fast path (traces, not calls; for the tests)
 TRACE_COUNT = {"fast": 0, "general": 0}
 
@@ -214,7 +218,9 @@ def vmappable(general_fn, statics, unit_weights: bool = False):
     @f.def_vmap
     def rule(axis_size, in_batched, *args):
         st = dict(statics)
-        fast = fast_factory(args, in_batched, st, unit_weights)
+        fast = None
+        if axis_size >= MIN_BATCH:
+            fast = fast_factory(args, in_batched, st, unit_weights)
         if fast is None:
             TRACE_COUNT["general"] += 1
             axes = jax.tree_util.tree_map(lambda b: 0 if b else None, list(in_batched))

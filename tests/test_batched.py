@@ -70,6 +70,11 @@ def _sm_logit(X, y, w, off, cov_type):
     )
 
 
+@pytest.fixture(autouse=True)
+def _small_batches_take_the_kernel(monkeypatch):
+    monkeypatch.setattr(_batched, "MIN_BATCH", 1)  # these batches are small
+
+
 def test_vmap_fit_equals_loop_and_statsmodels(cov_type="nonrobust"):
     X, y, w, off = _data()
     fam = mj.families.Bernoulli()
