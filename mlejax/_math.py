@@ -196,3 +196,18 @@ def dd_cross_rows(
     rh, rl = split(r)
     rh, rl = rh[:, None], rl[:, None]
     return tree_sum2(jnp.concatenate([ah * rh, ah * rl, al * rh, al * rl]), 0)
+
+
+def quick_jit(fn, **jit_kwargs):
+    """``jax.jit(fn, **jit_kwargs)`` compiled at LLVM optimisation level 0.
+
+    For small or elementwise work, where LLVM's optimisation costs more
+    compile time than it saves run time; a JAX without per-function compiler
+    options gets the plain ``jax.jit``.
+    """
+    try:
+        return jax.jit(
+            fn, compiler_options={"xla_backend_optimization_level": 0}, **jit_kwargs
+        )
+    except TypeError:  # a JAX without per-function compiler options
+        return jax.jit(fn, **jit_kwargs)

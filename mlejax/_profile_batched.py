@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlejax import objective
+from mlejax._math import quick_jit
 
 #: rows per block of the batched pass (eta block ``(BLOCK, 2m + 1)`` in cache)
 BLOCK = 1024
@@ -311,16 +312,7 @@ batched_profile = jax.jit(
 )
 
 
-def _quick(fn, static):
-    try:
-        return jax.jit(
-            fn,
-            static_argnames=static,
-            compiler_options={"xla_backend_optimization_level": 0},
-        )
-    except TypeError:  # a JAX without per-function compiler options
-        return jax.jit(fn, static_argnames=static)
-
-
 #: small problems: compile time dominates, LLVM's optimisation passes do not pay
-batched_profile_quick = _quick(batched_core, ("family", "max_passes", "logit"))
+batched_profile_quick = quick_jit(
+    batched_core, static_argnames=("family", "max_passes", "logit")
+)

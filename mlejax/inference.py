@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mlejax._math import quick_jit
 from mlejax.linalg.blocks import weighted_grams
 from mlejax.objective import row_extras, split_var_weights
 
@@ -406,18 +407,7 @@ def finish(res, data, groups, family, cov):
     return res.replace(cov_type=cov[0], **kw)
 
 
-def _quick_jit(fn, static):
-    try:  # small elementwise work: LLVM optimisation costs more than it saves
-        return jax.jit(
-            fn,
-            static_argnums=static,
-            compiler_options={"xla_backend_optimization_level": 0},
-        )
-    except TypeError:  # a JAX without per-function compiler options
-        return jax.jit(fn, static_argnums=static)
-
-
-_robust_jit = _quick_jit(robust_fields, (0, 4))
+_robust_jit = quick_jit(robust_fields, static_argnums=(0, 4))
 # large n: the per-row elementwise work needs LLVM's vectorisation
 _robust_jit_large = jax.jit(robust_fields, static_argnums=(0, 4))
 #: from this many entries of X on, the robust covariance is fully optimised

@@ -36,6 +36,7 @@ import numpy as np
 
 from mlejax import _profile_batched as _pbatch
 from mlejax import objective
+from mlejax._math import quick_jit
 from mlejax.engines import glm as _glm
 from mlejax.solvers import NewtonProblem, newton_loop
 from mlejax.status import ConvergenceWarning, Status
@@ -61,18 +62,6 @@ from mlejax._profile_core import (  # noqa: F401  (re-exported)
     _index_map,
     _State,
 )
-
-
-def _quick_jit(fn, static):
-    try:
-        return jax.jit(
-            fn,
-            static_argnames=static,
-            compiler_options={"xla_backend_optimization_level": 0},
-        )
-    except TypeError:  # a JAX without per-function compiler options
-        return jax.jit(fn, static_argnames=static)
-
 
 #: from this many matrix entries (n * k) on, refits are chord iterations with
 #: the MLE's Hessian (see _glm_profile_core)
@@ -170,7 +159,9 @@ def _glm_profile_core(
     return _batched(inner, idx, theta_hat, se, llhat, z, tol)
 
 
-_glm_profile = _quick_jit(_glm_profile_core, ("family", "max_iter", "chord"))
+_glm_profile = quick_jit(
+    _glm_profile_core, static_argnames=("family", "max_iter", "chord")
+)
 # large problems: LLVM's optimisation pays (elementwise passes over n rows)
 _glm_profile_large = jax.jit(
     _glm_profile_core, static_argnames=("family", "max_iter", "chord")
