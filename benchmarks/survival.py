@@ -95,45 +95,34 @@ def _jax_loglik():
     return aft_loglik
 
 
-def mlejax_aft() -> Method:
-    name = "mlejax fit_likelihood(linear=)"
+def _mlejax_method(name: str, linear: dict | None, **method_kw) -> Method:
+    """mlejax's fit of the AFT model, with or without the ``linear=`` declaration."""
     try:
         import mlejax as mj
 
         aft_loglik = _jax_loglik()
     except Exception as exc:
         return _unavailable(name, exc)
+    kw = {} if linear is None else {"linear": linear}
 
     def fit(X, y):
         p0 = {"beta": np.zeros(X.shape[1]), "log_sigma": 0.0}
-        res = mj.fit_likelihood(aft_loglik, p0, X, y[:, 0], y[:, 1], linear={"beta": 0})
+        res = mj.fit_likelihood(aft_loglik, p0, X, y[:, 0], y[:, 1], **kw)
         coef = np.r_[np.asarray(res.params["beta"]), float(res.params["log_sigma"])]
         out = Outcome(coef, float(res.n_iter), bool(res.converged))
         out.se = np.r_[np.asarray(res.stderr["beta"]), float(res.stderr["log_sigma"])]
         return out
 
-    return Method(name, fit, is_mlejax=True)
+    return Method(name, fit, **method_kw)
+
+
+def mlejax_aft() -> Method:
+    return _mlejax_method("mlejax fit_likelihood(linear=)", {"beta": 0}, is_mlejax=True)
 
 
 def mlejax_generic() -> Method:
     """The same likelihood without ``linear=`` (autodiff Hessian of the total)."""
-    name = "mlejax fit_likelihood (generic)"
-    try:
-        import mlejax as mj
-
-        aft_loglik = _jax_loglik()
-    except Exception as exc:
-        return _unavailable(name, exc)
-
-    def fit(X, y):
-        p0 = {"beta": np.zeros(X.shape[1]), "log_sigma": 0.0}
-        res = mj.fit_likelihood(aft_loglik, p0, X, y[:, 0], y[:, 1])
-        coef = np.r_[np.asarray(res.params["beta"]), float(res.params["log_sigma"])]
-        out = Outcome(coef, float(res.n_iter), bool(res.converged))
-        out.se = np.r_[np.asarray(res.stderr["beta"]), float(res.stderr["log_sigma"])]
-        return out
-
-    return Method(name, fit)
+    return _mlejax_method("mlejax fit_likelihood (generic)", None)
 
 
 def lifelines_aft() -> Method:

@@ -20,19 +20,11 @@ from mlejax.status import ConvergenceWarning
 
 __all__ = ["fit_likelihood"]
 
+#: the static arguments of the compiled fit and of its JVP rule
+_STATIC = ("loglik", "solver", "max_iter", "n_obs", "cov", "log_prior", "linear")
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "loglik",
-        "solver",
-        "max_iter",
-        "n_obs",
-        "cov",
-        "log_prior",
-        "linear",
-    ),
-)
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
 def _fit_likelihood_jit(
     init_params,
     data,
@@ -97,18 +89,7 @@ def _fit_likelihood_traced(
     )[0]
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "loglik",
-        "solver",
-        "max_iter",
-        "n_obs",
-        "cov",
-        "log_prior",
-        "linear",
-    ),
-)
+@functools.partial(jax.jit, static_argnames=_STATIC)
 def _fit_likelihood_jvp_jit(primals, data_dot, **kw):
     res, hess = _fit_likelihood_jit(*primals, **kw)
     penalty, free = primals[4], None
