@@ -120,27 +120,44 @@ def chunk_size(m: int) -> int:
     return min(divisors, key=lambda c: abs(c - CHUNK)) if divisors else CHUNK
 
 
-def batched_fit(chunk_fast, one_general, args, m: int):
+def batched_fit(chunk_fast, one_general, args, m: int, batched=None):
     """``chunk_fast`` over ``m`` members in cache-sized chunks, with the
     general path for the members it does not converge on.
 
-    ``args``: every leaf batched along axis 0 (size ``m``). ``chunk_fast``:
-    a chunk of ``args`` -> ``(FitResult, r_eq)`` of the chunk;
-    ``one_general``: the same for one member.
+    ``args``: leaves batched along axis 0 (size ``m``) where ``batched``
+    (a matching tree of bools; all, if None) says so; the others are shared
+    by every member (the per-fit ones and zeros of absent weights and
+    offsets), broadcast to a chunk inside the loop, never to the batch.
+    ``chunk_fast``: a chunk of ``args`` -> ``(FitResult, r_eq)`` of the
+    chunk; ``one_general``: the same for one member.
     """
+    if batched is None:
+        batched = jax.tree_util.tree_map(lambda _: True, args)
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    flags = jax.tree_util.tree_leaves(batched)
     c = chunk_size(m)
     n_chunks = -(-m // c)
     if n_chunks * c == m:  # a reshape: no copy of the batch
-        chunked = jax.tree_util.tree_map(
-            lambda a: a.reshape(n_chunks, c, *a.shape[1:]), args
-        )
+        order = None
     else:  # pad with copies of the first members (well-posed, dropped below)
         order = jnp.arange(n_chunks * c) % m
-        chunked = jax.tree_util.tree_map(
-            lambda a: jnp.take(a, order, axis=0).reshape(n_chunks, c, *a.shape[1:]),
-            args,
-        )
-    out = jax.lax.map(chunk_fast, chunked)
+
+    def chunk_of(a):
+        if order is not None:
+            a = jnp.take(a, order, axis=0)
+        return a.reshape(n_chunks, c, *a.shape[1:])
+
+    xs = [chunk_of(a) for a, b in zip(leaves, flags, strict=True) if b]
+
+    def run(xs):
+        it = iter(xs)
+        full = [
+            next(it) if b else jnp.broadcast_to(a, (c, *a.shape))
+            for a, b in zip(leaves, flags, strict=True)
+        ]
+        return chunk_fast(jax.tree_util.tree_unflatten(tree, full))
+
+    out = jax.lax.map(run, xs)
     out = jax.tree_util.tree_map(
         lambda a: a.reshape(n_chunks * c, *a.shape[2:])[:m], out
     )
@@ -156,25 +173,31 @@ def batched_fit(chunk_fast, one_general, args, m: int):
         # general path on the failed members (their number rounded up to a
         # power of two, so few sizes are compiled), scattered back.
         return jax.pure_callback(
-            functools.partial(_host_refit, one_general),
+            functools.partial(_host_refit, one_general, tuple(flags), tree),
             shapes,
             out,
             failed,
-            args,
+            leaves,
             vmap_method="sequential",
         )
 
     return jax.lax.cond(jnp.any(failed), refit, lambda o: o, out)
 
 
-def _host_refit(one_general, out, failed, args):
+def _host_refit(one_general, flags, tree, out, failed, leaves):
     failed = np.asarray(failed)
     idx = np.flatnonzero(failed)
     if not idx.size:  # (a vmap of this rule runs every branch)
         return jax.tree_util.tree_map(np.asarray, out)
     size = 1 << int(np.ceil(np.log2(idx.size)))
     take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
-    sub_args = jax.tree_util.tree_map(lambda a: np.asarray(a)[take], args)
+    sub = [
+        np.asarray(a)[take]
+        if b
+        else np.broadcast_to(np.asarray(a), (size, *np.shape(a)))
+        for a, b in zip(leaves, flags, strict=True)
+    ]
+    sub_args = jax.tree_util.tree_unflatten(tree, sub)
     sub = _general_jit(one_general)(sub_args)
     sub = jax.device_get(sub)
 
@@ -186,14 +209,14 @@ def _host_refit(one_general, out, failed, args):
     return jax.tree_util.tree_map(put, out, sub)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _fast_jit(general_fn, statics, unit_weights, full):
-    # jitted: an eager jax.vmap(mj.fit) is one compiled call, as before
-    m = jax.tree_util.tree_leaves(full)[0].shape[0]
-    batched = jax.tree_util.tree_map(lambda _: True, full)
-    fast = fast_factory(full, batched, dict(statics), unit_weights)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _fast_jit(general_fn, statics, unit_weights, flags, m, args):
+    # jitted: an eager jax.vmap(mj.fit) is one compiled call, as before.
+    # flags: which leaves of args are batched (size m along axis 0)
+    batched = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(args), flags)
+    fast = fast_factory(args, batched, dict(statics), unit_weights)
     one = _one_general(general_fn, statics)
-    return batched_fit(lambda a: fast(*a), one, full, m)
+    return batched_fit(lambda a: fast(*a), one, args, m, batched)
 
 
 @functools.cache
@@ -228,11 +251,10 @@ def vmappable(general_fn, statics, unit_weights: bool = False):
         else:
             TRACE_COUNT["fast"] += 1
 
-            def bcast(a, b):
-                return a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a)))
-
-            full = jax.tree_util.tree_map(bcast, list(args), list(in_batched))
-            out = _fast_jit(general_fn, statics, unit_weights, full)
+            flags = tuple(jax.tree_util.tree_leaves(list(in_batched)))
+            out = _fast_jit(
+                general_fn, statics, unit_weights, flags, axis_size, list(args)
+            )
         batched = jax.tree_util.tree_map(lambda _: True, out)
         return out, batched
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax._math import exp_nonpos
 from mlejax.solvers.newton import stop_status
 from mlejax.status import Status
 
@@ -24,36 +25,85 @@ MAX_HALVINGS = 40
 SEPARATION_MARGIN = 20.0
 
 
-def _to_matrix(Hp, p):
-    """Packed upper triangle ``(C, q)`` -> symmetric ``(C, p, p)``."""
-    iu, ju = np.triu_indices(p)
-    idx = np.zeros((p, p), dtype=np.int32)
-    idx[iu, ju] = np.arange(iu.size)
-    idx[ju, iu] = np.arange(iu.size)
-    return Hp[:, idx]
+def _rowsums(*rows):
+    """``(C, k)`` sums over the last axis of ``k`` arrays ``(C, n)``.
 
-
-def _solve_both(H, g):
-    """``(H^-1, H^-1 g)`` by one equilibrated Cholesky, for a chunk.
-
-    ``H^-1`` is :func:`mlejax.inference.inverse_information` (NaN when not
-    positive definite or numerically singular); ``H^-1 g`` is
-    :func:`mlejax.solvers.newton.newton_direction` for a convex problem
-    (a diagonal of zero makes it non-finite, as there).
+    As one batched matrix-vector product with at least two rows: XLA:CPU
+    sends a row reduction (sum or max) of this shape to a library (YNNPACK)
+    call that cost 20-40 us a call inside the chunk loop, where the product
+    costs 2.
     """
+    A = jnp.stack(rows if len(rows) > 1 else rows * 2, 1)
+    return jnp.einsum("ckn,cn->ck", A, jnp.ones_like(rows[0]))[:, : len(rows)]
+
+
+def _psum(a):
+    """Sum over the last (small, static) axis, unrolled (see :func:`_rowsums`)."""
+    return sum((a[..., i] for i in range(1, a.shape[-1])), a[..., 0])
+
+
+def _pmax(a):
+    out = a[..., 0]
+    for i in range(1, a.shape[-1]):
+        out = jnp.maximum(out, a[..., i])
+    return out
+
+
+def _pairs(p):
+    """The ``(i, j)``, ``i <= j``, of a packed upper triangle, in order."""
+    return list(zip(*(a.tolist() for a in np.triu_indices(p)), strict=True))
+
+
+def _to_matrix(Hp, p):
+    """Packed upper triangle ``(C, q)`` -> symmetric ``(C, p, p)``.
+
+    Built from static slices: an index array here is an XLA gather, which
+    XLA:CPU runs element by element.
+    """
+    pos = {ij: k for k, ij in enumerate(_pairs(p))}
+    cols = [Hp[:, pos[min(i, j), max(i, j)]] for i in range(p) for j in range(p)]
+    return jnp.stack(cols, -1).reshape(Hp.shape[0], p, p)
+
+
+def _chol_step(Hp, g, p):
+    """``H^-1 g`` for a chunk by an unrolled Cholesky of the packed ``H``.
+
+    Every operation is on ``(C,)`` vectors, so the whole solve is a few
+    fused elementwise kernels instead of a batched LAPACK call per fit.
+    A non-positive pivot makes it NaN (as the general path's direction).
+    """
+    pos = {ij: k for k, ij in enumerate(_pairs(p))}
+    L = [[None] * p for _ in range(p)]
+    for j in range(p):
+        acc = Hp[:, pos[j, j]] - sum((L[j][k] * L[j][k] for k in range(j)), 0.0)
+        L[j][j] = jnp.sqrt(jnp.where(acc > 0, acc, jnp.nan))
+        for i in range(j + 1, p):
+            acc = Hp[:, pos[j, i]] - sum((L[i][k] * L[j][k] for k in range(j)), 0.0)
+            L[i][j] = acc / L[j][j]
+    z = [None] * p
+    for i in range(p):
+        z[i] = (g[:, i] - sum((L[i][k] * z[k] for k in range(i)), 0.0)) / L[i][i]
+    x = [None] * p
+    for i in reversed(range(p)):
+        x[i] = (z[i] - sum((L[k][i] * x[k] for k in range(i + 1, p)), 0.0)) / L[i][i]
+    return jnp.stack(x, -1)
+
+
+def _inverse(H):
+    """:func:`mlejax.inference.inverse_information` for a chunk: one
+    equilibrated Cholesky; NaN when not positive definite or numerically
+    singular."""
     C, p, _ = H.shape
     diag = jnp.diagonal(H, axis1=-2, axis2=-1)
     dd = jnp.where(diag > 0, 1.0 / jnp.sqrt(jnp.where(diag > 0, diag, 1.0)), jnp.nan)
     L = jnp.linalg.cholesky(H * dd[:, :, None] * dd[:, None, :])
     eye = jnp.broadcast_to(jnp.eye(p, dtype=H.dtype), (C, p, p))
-    rhs = jnp.concatenate([eye, (g * dd)[:, :, None]], axis=-1)
-    sol = jax.scipy.linalg.cho_solve((L, True), rhs)
+    sol = jax.scipy.linalg.cho_solve((L, True), eye)
     eps = jnp.finfo(H.dtype).eps
-    piv = jnp.min(jnp.diagonal(L, axis1=-2, axis2=-1), -1)
+    piv = -_pmax(-jnp.diagonal(L, axis1=-2, axis2=-1))
     tiny = piv**2 <= 64 * p * eps
-    inv = sol[:, :, :p] * dd[:, :, None] * dd[:, None, :]
-    inv = jnp.where(tiny[:, None, None], jnp.nan, inv)
-    return inv, sol[:, :, p] * dd
+    inv = sol * dd[:, :, None] * dd[:, None, :]
+    return jnp.where(tiny[:, None, None], jnp.nan, inv)
 
 
 #: rows up to which ``sum log1p(e)`` is ``log prod (1 + e)`` (each factor is
@@ -72,13 +122,21 @@ def _sum_log1p(w0, e, unit: bool):
     # each factor is at most 2: below the dtype's overflow (float32: 2**128)
     limit = PROD_ROWS if jnp.finfo(e.dtype).maxexp > 1000 else 120
     if not unit or n > limit:
-        return jnp.sum(w0 * jnp.log1p(e), -1)
+        return _rowsums(w0 * jnp.log1p(e))[:, 0]
     return jnp.log(jnp.prod(jnp.where(w0 > 0, 1.0 + e, 1.0), -1))
 
 
 def _nll_rows(eta, w0, wy):
     # w (-log p) = w (log1p(exp(-|eta|)) + max(eta, 0)) - w y eta
     return w0 * (jnp.log1p(jnp.exp(-jnp.abs(eta))) + jnp.maximum(eta, 0.0)) - wy * eta
+
+
+def _moments(eta, e, y, w0):
+    """``(w0 (mu - y), w0 mu (1 - mu))`` from ``e = exp(-|eta|)``, no
+    cancellation: ``mu (1 - mu) = e / (1 + e)**2``."""
+    inv = 1.0 / (1.0 + e)
+    mu = jnp.where(eta >= 0, 1.0, e) * inv
+    return w0 * (mu - y), w0 * (e * inv * inv)
 
 
 def chunk_kernel(
@@ -90,55 +148,56 @@ def chunk_kernel(
     0, a fresh Hessian every pass, Armijo halving after one re-measure),
     with what :mod:`mlejax.engines.glm` and :func:`mlejax.fit._fit_core`
     compute after it; every fit of the chunk in lockstep, and every pass over
-    the chunk's data inside one ``while_loop`` (the pass that stops a fit
-    leaves its covariance, robust covariance and separation margin in the
-    state). Returns ``(fields, ok)``: a dict of ``(C, ...)`` fields and
+    the chunk's data inside one ``while_loop``. A pass is kept lean (XLA:CPU
+    pays per operation at this size): the gradient and the packed Hessian
+    as two small batched products, an unrolled Cholesky for the step, the
+    mean's ``exp`` shared with the line search's value; the pass that stops
+    a fit leaves its packed Hessian, and the covariance, robust covariance
+    and separation margin are computed once after the loop from it and the
+    final ``eta``. Returns ``(fields, ok)``: a dict of ``(C, ...)`` fields and
     whether each fit is one this kernel vouches for (converged, no row near
     separation, valid data); the others go to the general path.
     """
+    # the chunk as its own buffer: a transpose reading through lax.map's
+    # slice is compiled as a strided gather, twice as slow
+    X, y, w, offset = jax.lax.optimization_barrier((X, y, w, offset))
     C, n, p = X.shape
     dtype = X.dtype
     eps = jnp.finfo(dtype).eps
     int_t = jnp.asarray(0).dtype  # the general path's n_iter / status dtype
     Xt = jnp.swapaxes(X, 1, 2)  # (C, p, n)
-    iu, ju = np.triu_indices(p)
-    P = Xt[:, iu] * Xt[:, ju]  # (C, q, n) pairwise column products
+    # (C, q, n) pairwise column products, by static slices (not a gather)
+    P = jnp.stack([Xt[:, i] * Xt[:, j] for i, j in _pairs(p)], 1)
     pos = w > 0
     w0 = jnp.where(pos, w, 0.0)
     wy = jnp.where(pos, w * y, 0.0)
     unit = unit_weights  # static: weights all 1 (none given)
-    sgn = jnp.where(pos, 2.0 * y - 1.0, 0.0)  # the separation margin's sign
     robust = cov_type in ("HC0", "HC1")
-
-    Wrows = jnp.stack([w0, wy], 1)  # (C, 2, n)
-
-    def value_e(eta):
-        """The NLL at ``eta`` and ``e = exp(-|eta|)`` (reused for the mean)."""
-        e = jnp.exp(-jnp.abs(eta))
-        # sum(w0 max(eta, 0) - wy eta) as one small batched matmul: XLA:CPU
-        # sends a fused multiply-reduce of this shape to a library (YNNPACK)
-        # call that cost ~50 us for 25 x 200 here, a quarter of the iteration
-        V = jnp.stack([jnp.maximum(eta, 0.0), eta], -1)  # (C, n, 2)
-        M = jnp.einsum("ckn,cnj->ckj", Wrows, V)
-        return _sum_log1p(w0, e, unit) + M[:, 0, 0] - M[:, 1, 1], e
-
-    def value(eta):
-        return value_e(eta)[0]
 
     def matvec(A, v):  # (C, k, n) x (C, n) -> (C, k)
         return jnp.einsum("ckn,cn->ck", A, v)
 
-    f0, e0 = value_e(offset)  # x = 0: eta = offset
+    Wrows = jnp.stack([w0, wy], 1)  # (C, 2, n)
+    gy = matvec(Xt, wy)  # (C, p): sum(wy eta) is tracked, not summed per pass
+
+    def value_e(eta, lin):
+        """The NLL at ``eta`` and ``e = exp(-|eta|)`` (reused for the mean);
+        ``lin = sum(wy eta)``, tracked by the caller."""
+        e = exp_nonpos(-jnp.abs(eta))
+        # sum(w0 max(eta, 0)) as a two-row batched matvec (see _rowsums)
+        pos_part = matvec(Wrows, jnp.maximum(eta, 0.0))[:, 0]
+        return _sum_log1p(w0, e, unit) + pos_part - lin, e
+
+    lin0 = matvec(Wrows, offset)[:, 1]
+    f0, e0 = value_e(offset, lin0)  # x = 0: eta = offset
     falses = jnp.zeros(C, bool)
     init = dict(
         x=jnp.zeros((C, p), dtype),
         eta=offset,
         e=e0,
         f=f0,
-        g=jnp.zeros((C, p), dtype),
-        cov=jnp.zeros((C, p, p), dtype),
-        rcov=jnp.zeros((C, p, p) if robust else (C,), dtype),
-        margin=jnp.zeros(C, dtype),
+        lin=lin0,
+        H=jnp.zeros((C, P.shape[1]), dtype),
         rel=jnp.full(C, jnp.inf, dtype),
         tiny=falses,
         ls_fail=falses,
@@ -150,39 +209,29 @@ def chunk_kernel(
     )
     steps = jnp.arange(max_iter + 1)
 
-    def upd(new, old, m):
-        return jnp.where(m.reshape(m.shape + (1,) * (new.ndim - 1)), new, old)
-
     def body(s):
         act = ~s["done"]
         eta, e = s["eta"], s["e"]
-        mu = jnp.where(eta >= 0, 1.0, e) / (1.0 + e)  # sigmoid(eta)
-        r = mu - y
-        g = matvec(Xt, w0 * r)
-        Hp = matvec(P, w0 * (mu * (1.0 - mu)))
+        wr, wh = _moments(eta, e, y, w0)
+        g = matvec(Xt, wr)
+        Hp = matvec(P, wh)
         n_iter = s["n_iter"]
         conv = (n_iter > 0) & (((s["rel"] <= tol) & ~s["ls_fail"]) | s["tiny"])
         conv = conv & ~s["bad"]
         stop = conv | s["ls_fail"] | s["bad"] | (n_iter >= max_iter)
         f = s["f"]
-        nonfinite = ~jnp.isfinite(f) | ~jnp.all(jnp.isfinite(g), -1) | s["bad"]
+        nonfinite = ~jnp.isfinite(f) | ~jnp.isfinite(_psum(g)) | s["bad"]
         status = stop_status(conv, nonfinite, s["ls_fail"]).astype(int_t)
         done = stop | nonfinite
         trace = jnp.where(
             act[:, None] & (steps[None, :] == n_iter[:, None]), f[:, None], s["trace"]
         )
         step = act & ~done
-        cov, d = _solve_both(_to_matrix(Hp, p), g)
-        margin = jnp.max(sgn * eta, -1)
-        if robust:
-            M = _to_matrix(matvec(P, w0 * (r * r)), p)
-            rcov = cov @ M @ cov
-        else:
-            rcov = s["rcov"]
+        d = _chol_step(Hp, g, p)
         # the Newton step (for every member; kept where `step`)
-        d_ok = jnp.all(jnp.isfinite(d), -1)
+        d_ok = jnp.isfinite(_psum(d))
         d = jnp.where(d_ok[:, None], d, 0.0)
-        slope = jnp.sum(g * d, -1)
+        slope = _psum(g * d)
         Xd = jnp.einsum("cp,cpn->cn", d, Xt)
         slack = 256 * eps * jnp.abs(f)
 
@@ -190,7 +239,8 @@ def chunk_kernel(
             return (f_new <= f_ref - 1e-4 * t * slope + slack) & jnp.isfinite(f_new)
 
         one = jnp.ones(C, dtype)
-        f1, e1 = value_e(eta - Xd)
+        lin, dy = s["lin"], _psum(d * gy)  # sum(wy Xd)
+        f1, e1 = value_e(eta - Xd, lin - dy)
 
         def ls_cond(c):
             t, f_new, j, f_ref, _, _ = c
@@ -200,7 +250,8 @@ def chunk_kernel(
             t, f_new, j, f_ref, measured, e_new = c
             live = step & ~armijo(t, f_new, f_ref) & (j < MAX_HALVINGS)
             t_try = jnp.where(measured, 0.5 * t, t)
-            v, ev = value_e(eta - jnp.where(measured, t_try, 0.0)[:, None] * Xd)
+            tm = jnp.where(measured, t_try, 0.0)
+            v, ev = value_e(eta - tm[:, None] * Xd, lin - tm * dy)
             halve = live & measured
             remeasure = live & ~measured
             return (
@@ -219,48 +270,50 @@ def chunk_kernel(
         x = s["x"]
         moved = step & ls_ok
         x_new = jnp.where(moved[:, None], x - t[:, None] * d, x)
-        rel = jnp.max(jnp.abs(x_new - x) / (1.0 + jnp.abs(x)), -1)
+        rel = _pmax(jnp.abs(x_new - x) / (1.0 + jnp.abs(x)))
         tiny = d_ok & (0.5 * jnp.abs(slope) <= 64 * eps * (1.0 + jnp.abs(f)))
         return dict(
             x=x_new,
             eta=jnp.where(moved[:, None], eta - t[:, None] * Xd, eta),
             e=jnp.where(moved[:, None], e_new, e),
             f=jnp.where(moved, f_new, f),
-            g=upd(g, s["g"], act),
-            cov=upd(cov, s["cov"], act),
-            rcov=upd(rcov, s["rcov"], act),
-            margin=upd(margin, s["margin"], act),
-            rel=upd(rel, s["rel"], step),
-            tiny=upd(tiny, s["tiny"], step),
-            ls_fail=upd(~ls_ok, s["ls_fail"], step),
-            bad=upd(~d_ok, s["bad"], step),
+            lin=jnp.where(moved, lin - t * dy, lin),
+            H=jnp.where(act[:, None], Hp, s["H"]),
+            rel=jnp.where(step, rel, s["rel"]),
+            tiny=jnp.where(step, tiny, s["tiny"]),
+            ls_fail=jnp.where(step, ~ls_ok, s["ls_fail"]),
+            bad=jnp.where(step, ~d_ok, s["bad"]),
             n_iter=jnp.where(step, n_iter + 1, n_iter),
             done=s["done"] | done,
-            status=upd(status, s["status"], act),
+            status=jnp.where(act, status, s["status"]),
             trace=trace,
         )
 
     s = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), body, init)
-    cov = s["cov"]
+    # after the loop, once: the stopping pass's Hessian (at the final x) and
+    # the final eta give the covariance, the robust one and the margin
+    cov = _inverse(_to_matrix(s["H"], p))
     se = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
+    sgn = jnp.where(pos, 2.0 * y - 1.0, 0.0)  # the separation margin's sign
+    near_sep = jnp.any(sgn * s["eta"] >= SEPARATION_MARGIN, -1)
     loglik = -s["f"]  # the NLL at the last accepted point (rounding apart,
     # the general path's fresh X @ beta)
     status = s["status"]
-    pd = jnp.all(jnp.isfinite(se), -1)
+    pd = jnp.isfinite(_psum(se))
     status = jnp.where(
         (status == Status.CONVERGED) & ~pd, int(Status.RANK_DEFICIENT), status
     )
     # diagnostics.input_ok
     ok = jnp.all(jnp.isfinite(offset), -1)
-    ok = ok & jnp.all(jnp.isfinite(w) & (w >= 0), -1) & (jnp.sum(w, -1) > 0)
-    ok = ok & (jnp.sum(pos, -1) >= p)
+    nobs, npos = _rowsums(w, pos.astype(dtype)).T
+    ok = ok & jnp.all(jnp.isfinite(w) & (w >= 0), -1) & (nobs > 0)
+    ok = ok & (npos >= p)
     ok = ok & jnp.all(jnp.where(pos, (y == 0) | (y == 1), True), -1)
     converged = (status == Status.CONVERGED) & ok
     # A row whose margin exceeds SEPARATION_MARGIN is near (or past) the
     # separation threshold: such fits, like every failure, are left to the
     # general path, which decides.
-    vouch = converged & (s["margin"] < SEPARATION_MARGIN)
-    nobs = jnp.sum(w, -1)
+    vouch = converged & ~near_sep
     aic = -2.0 * loglik + 2.0 * p
     bic = -2.0 * loglik + p * jnp.log(nobs)
     deviance = jnp.where(jnp.isfinite(loglik), -2.0 * loglik, 0.0)
@@ -281,7 +334,12 @@ def chunk_kernel(
         null_deviance=null_dev,
     )
     if robust:
-        c = s["rcov"]
+        wr, _ = _moments(s["eta"], s["e"], y, w0)
+        # w0 r^2 with r = mu - y: (w0 r)^2 / w0 on the positive-weight rows
+        meat = _to_matrix(
+            matvec(P, jnp.where(pos, wr * wr / jnp.where(pos, w0, 1.0), 0.0)), p
+        )
+        c = cov @ meat @ cov
         if cov_type == "HC1":
             c = c * (nobs / (nobs - p))[:, None, None]
         out["cov"] = c
@@ -300,13 +358,13 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
     C, p, n = Xt.shape
     # one-hot of the first positive-weight row (argmax: no scan)
     first = jnp.arange(n)[None, :] == jnp.argmax(pos, -1)[:, None]
-    row0 = jnp.sum(jnp.where(first[:, None, :], Xt, 0.0), -1)[:, :, None]
+    row0 = jnp.einsum("cpn,cn->cp", Xt, first.astype(Xt.dtype))[:, :, None]
     same = jnp.all(jnp.where(pos[:, None, :], Xt == row0, True), -1)
     has_const = jnp.any(same & (row0[..., 0] != 0), -1)
-    sw, swy = jnp.sum(w0, -1), jnp.sum(wy, -1)
+    sw, swy, swo, sw_all = _rowsums(w0, wy, jnp.where(pos, w * offset, 0.0), w).T
     ybar = swy / sw
     c0 = jnp.log(ybar) - jnp.log1p(-ybar)  # logit
-    mean_off = jnp.sum(jnp.where(pos, w * offset, 0.0), -1) / jnp.sum(w, -1)
+    mean_off = swo / sw_all
     c0 = jnp.where(jnp.isfinite(c0), c0 - mean_off, 0.0)
     no_off = jnp.all(jnp.where(pos, offset == 0, True), -1)
     closed = 2.0 * (sw * (jnp.log1p(jnp.exp(-jnp.abs(c0))) + jnp.maximum(c0, 0.0)))
@@ -314,7 +372,7 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
     need = has_const & ~no_off
 
     def f(c):
-        return jnp.sum(_nll_rows(offset + c[:, None], w0, wy), -1)
+        return _rowsums(_nll_rows(offset + c[:, None], w0, wy))[:, 0]
 
     def newton(_):
         def cond(carry):
@@ -325,8 +383,7 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
             c, t, fc, k, done = carry
             live = (k < 30) & ~done & need
             mu = jax.nn.sigmoid(offset + c[:, None])
-            g = jnp.sum(w0 * mu - wy, -1)
-            h = jnp.sum(w0 * (mu * (1.0 - mu)), -1)
+            g, h = _rowsums(w0 * mu - wy, w0 * (mu * (1.0 - mu))).T
             d = -g / jnp.where(h > 0, h, jnp.abs(g) + 1.0)
             cn = c + t * d
             fn = f(cn)

@@ -228,7 +228,9 @@ _LN2_LO = 1.90821492927058770002e-10
 _MAGIC = 6755399441055744.0
 #: 1 / i! for i = 0..13: the Taylor polynomial of exp on |r| <= ln2 / 2
 #: (truncation below 4e-18 relative)
-_INV_FACT = tuple(1.0 / float(np.prod(np.arange(1, i + 1, dtype=np.float64))) for i in range(14))
+_INV_FACT = tuple(
+    1.0 / float(np.prod(np.arange(1, i + 1, dtype=np.float64))) for i in range(14)
+)
 
 
 def exp_nonpos(x: jax.Array) -> jax.Array:

@@ -1,11 +1,10 @@
 """The vectorised ``exp`` of ``mlejax._math`` against mpmath over its whole domain."""
 
+import jax
+import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
-
-import jax
-import jax.numpy as jnp
 
 from mlejax._math import exp_nonpos
 
