@@ -166,8 +166,10 @@ def chunk_kernel(
     eps = jnp.finfo(dtype).eps
     int_t = jnp.asarray(0).dtype  # the general path's n_iter / status dtype
     Xt = jnp.swapaxes(X, 1, 2)  # (C, p, n)
-    # (C, q, n) pairwise column products, by static slices (not a gather)
-    P = jnp.stack([Xt[:, i] * Xt[:, j] for i, j in _pairs(p)], 1)
+    # (C, q, n) pairwise column products in _pairs order, as p broadcast
+    # blocks of static slices (an index array is a gather; one slice per
+    # product is q kernels)
+    P = jnp.concatenate([Xt[:, i : i + 1] * Xt[:, i:] for i in range(p)], 1)
     pos = w > 0
     w0 = jnp.where(pos, w, 0.0)
     wy = jnp.where(pos, w * y, 0.0)
@@ -205,9 +207,11 @@ def chunk_kernel(
         n_iter=jnp.zeros(C, int_t),
         done=falses,
         status=jnp.full(C, int(Status.MAX_ITER), int_t),
-        trace=jnp.full((C, max_iter + 1), jnp.nan, dtype),
+        # (pass, fit): every fit still active at pass k has n_iter == k, so a
+        # pass writes one row, not a select over the whole (fit, pass) array
+        trace=jnp.full((max_iter + 1, C), jnp.nan, dtype),
+        k=jnp.zeros((), jnp.int32),
     )
-    steps = jnp.arange(max_iter + 1)
 
     def body(s):
         act = ~s["done"]
@@ -223,8 +227,9 @@ def chunk_kernel(
         nonfinite = ~jnp.isfinite(f) | ~jnp.isfinite(_psum(g)) | s["bad"]
         status = stop_status(conv, nonfinite, s["ls_fail"]).astype(int_t)
         done = stop | nonfinite
-        trace = jnp.where(
-            act[:, None] & (steps[None, :] == n_iter[:, None]), f[:, None], s["trace"]
+        row = jax.lax.dynamic_index_in_dim(s["trace"], s["k"], keepdims=False)
+        trace = jax.lax.dynamic_update_index_in_dim(
+            s["trace"], jnp.where(act, f, row), s["k"], 0
         )
         step = act & ~done
         d = _chol_step(Hp, g, p)
@@ -287,6 +292,7 @@ def chunk_kernel(
             done=s["done"] | done,
             status=jnp.where(act, status, s["status"]),
             trace=trace,
+            k=s["k"] + 1,
         )
 
     s = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), body, init)
@@ -329,7 +335,7 @@ def chunk_kernel(
         bic=bic,
         nobs=nobs,
         status=status,
-        trace=s["trace"],
+        trace=s["trace"].T,
         deviance=deviance,
         null_deviance=null_dev,
     )
