@@ -30,7 +30,12 @@ KEY = jax.random.key(0)
 
 # The engine's known rank-promotion bug (see conftest's
 # engine_rank_promotion_workaround); a no-op once the engine is fixed.
-pytestmark = pytest.mark.usefixtures("engine_rank_promotion_workaround")
+pytestmark = [
+    pytest.mark.usefixtures("engine_rank_promotion_workaround"),
+    # one xdist worker runs this module (addopts: --dist loadgroup), so the
+    # module fixture's experiments (~50 s of compiles) run once, not per worker
+    pytest.mark.xdist_group("experiments"),
+]
 
 TINY = {
     "linear_vs_ols": config.LinearVsOLS(
