@@ -153,6 +153,37 @@ def test_fit_groups_takes_the_kernel():
         assert int(r.n_iter) == int(one.n_iter) and bool(r.converged)
 
 
+def test_shared_design_unbatched_leaves_are_not_copied_per_fit():
+    """vmap over y and weights with one shared X (an unbatched leaf, as are
+    mj.fit's own ones/zeros): the kernel serves it, every member equals its
+    own mj.fit, and a separated member is refitted by the general path."""
+    X, y, w, _ = _data()
+    Xs = X[0]
+    y = np.array(y)
+    y[3, 5] = 1.0  # every member valid here
+    y[1] = (Xs[:, 1] > 0).astype(float)  # separated on the shared design
+    fam = mj.families.Bernoulli()
+    before = _batched.TRACE_COUNT["fast"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = jax.jit(jax.vmap(lambda y, w: mj.fit(Xs, y, fam, weights=w)))(y, w)
+    assert _batched.TRACE_COUNT["fast"] == before + 1
+    for i in range(B):
+        one = _eager(Xs, y[i], w[i], np.zeros(N), "nonrobust")
+        if one is None:  # no weight at all: rejected eagerly, not converged here
+            assert not bool(res.converged[i])
+            continue
+        assert int(res.status[i]) == int(one.status), i
+        assert bool(res.converged[i]) == bool(one.converged), i
+        if bool(one.converged):
+            np.testing.assert_allclose(
+                res.params[i], one.params, rtol=1e-11, atol=1e-13
+            )
+            np.testing.assert_allclose(res.stderr[i], one.stderr, rtol=1e-11)
+            assert int(res.n_iter[i]) == int(one.n_iter)
+    assert not bool(res.converged[1])  # the separated member
+
+
 def test_ineligible_falls_back_to_the_general_path():
     X, y, w, off = _data()
     fam = mj.families.Poisson()  # not served by the kernel
