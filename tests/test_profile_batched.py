@@ -1,28 +1,14 @@
 """The batched profile path (mlejax._profile_batched) against R and the search."""
 
-import csv
-import os
-
 import numpy as np
 import pytest
 from scipy import stats
+from test_profile import _bernoulli, _csv  # the R reference data and its reader
 
 import mlejax as mj
 from mlejax import _profile_batched, objective, profile
 
-REF = os.path.join(os.path.dirname(__file__), "reference")
 Z = float(stats.norm.ppf(0.975))
-
-
-def _csv(name):
-    with open(os.path.join(REF, name)) as f:
-        rows = list(csv.DictReader(f))
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "term"}
-
-
-def _bernoulli():
-    d = _csv("profile_bernoulli.csv")
-    return mj.add_constant(np.column_stack([d["x1"], d["x2"]])), d["y"]
 
 
 def _direct(X, y, fam, offset=None, logit=False):
