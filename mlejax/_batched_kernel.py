@@ -297,7 +297,7 @@ def chunk_kernel(
 
     s = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), body, init)
     # after the loop, once: the stopping pass's Hessian (at the final x) and
-    # the final eta give the covariance, the robust one and the margin
+    # the final eta give the covariance, the robust one and the separation check
     cov = _inverse(_to_matrix(s["H"], p))
     se = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
     sgn = jnp.where(pos, 2.0 * y - 1.0, 0.0)  # the separation margin's sign
