@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax import objective
+from mlejax import _native, objective
 from mlejax._batched_kernel import chunk_kernel
 from mlejax.families import Bernoulli
 from mlejax.result import FitResult
@@ -62,7 +62,7 @@ def eligible(family, solver, max_iter, cov, n: int, p: int, args_ok: bool) -> bo
     )
 
 
-def fast_factory(args, in_batched, st, unit_weights: bool = False):
+def fast_factory(args, in_batched, st, unit_weights: bool = False, size=None):
     """The kernel for a chunk of these arguments, or None where it does not serve."""
     data, pearson, tol, groups, penalty = args
     X = data.X
@@ -90,6 +90,7 @@ def fast_factory(args, in_batched, st, unit_weights: bool = False):
             max_iter=st["max_iter"],
             cov_type=cov[0],
             unit_weights=unit_weights,
+            size=size,
         )
         res = FitResult(
             extra={},
@@ -120,7 +121,7 @@ def chunk_size(m: int) -> int:
     return min(divisors, key=lambda c: abs(c - CHUNK)) if divisors else CHUNK
 
 
-def batched_fit(chunk_fast, one_general, args, m: int, batched=None):
+def batched_fit(chunk_fast, one_general, args, m: int, batched=None, whole=False):
     """``chunk_fast`` over ``m`` members in cache-sized chunks, with the
     general path for the members it does not converge on.
 
@@ -129,12 +130,23 @@ def batched_fit(chunk_fast, one_general, args, m: int, batched=None):
     by every member (the per-fit ones and zeros of absent weights and
     offsets), broadcast to a chunk inside the loop, never to the batch.
     ``chunk_fast``: a chunk of ``args`` -> ``(FitResult, r_eq)`` of the
-    chunk; ``one_general``: the same for one member.
+    chunk; ``one_general``: the same for one member. ``whole``: one call of
+    ``chunk_fast`` on the whole batch, the shared leaves with a leading axis
+    of 1 (the native kernel, which takes one fit after another).
     """
     if batched is None:
         batched = jax.tree_util.tree_map(lambda _: True, args)
     leaves, tree = jax.tree_util.tree_flatten(args)
     flags = jax.tree_util.tree_leaves(batched)
+    if whole:
+        full = [a if b else a[None] for a, b in zip(leaves, flags, strict=True)]
+        return _with_refit(
+            chunk_fast(jax.tree_util.tree_unflatten(tree, full)),
+            one_general,
+            tree,
+            flags,
+            leaves,
+        )
     c = chunk_size(m)
     n_chunks = -(-m // c)
     if n_chunks * c == m:  # a reshape: no copy of the batch
@@ -161,6 +173,12 @@ def batched_fit(chunk_fast, one_general, args, m: int, batched=None):
     out = jax.tree_util.tree_map(
         lambda a: a.reshape(n_chunks * c, *a.shape[2:])[:m], out
     )
+    return _with_refit(out, one_general, tree, flags, leaves)
+
+
+def _with_refit(out, one_general, tree, flags, leaves):
+    """The kernel's ``((res, None), vouch)`` with the members it does not
+    vouch for refitted by the general path."""
     (res, _), vouch = out
     out = (res, None)
     failed = ~vouch
@@ -214,9 +232,11 @@ def _fast_jit(general_fn, statics, unit_weights, flags, m, args):
     # jitted: an eager jax.vmap(mj.fit) is one compiled call, as before.
     # flags: which leaves of args are batched (size m along axis 0)
     batched = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(args), flags)
-    fast = fast_factory(args, batched, dict(statics), unit_weights)
+    whole = _native.available(args[0].X.dtype)  # one native call, fit by fit
+    size = m if whole else None
+    fast = fast_factory(args, batched, dict(statics), unit_weights, size)
     one = _one_general(general_fn, statics)
-    return batched_fit(lambda a: fast(*a), one, args, m, batched)
+    return batched_fit(lambda a: fast(*a), one, args, m, batched, whole)
 
 
 @functools.cache

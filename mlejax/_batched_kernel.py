@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax import _native
 from mlejax._math import exp_nonpos
 from mlejax.solvers.newton import stop_status
 from mlejax.status import Status
@@ -140,31 +141,103 @@ def _moments(eta, e, y, w0):
 
 
 def chunk_kernel(
-    X, y, w, offset, tol, *, max_iter: int, cov_type: str, unit_weights: bool = False
+    X,
+    y,
+    w,
+    offset,
+    tol,
+    *,
+    max_iter: int,
+    cov_type: str,
+    unit_weights: bool = False,
+    size: int | None = None,
 ):
     """Canonical Bernoulli fits of a chunk: ``X (C, n, p)``, the rest ``(C, n)``.
 
     The Newton loop of :func:`mlejax.solvers.newton.newton_loop` (start at
     0, a fresh Hessian every pass, Armijo halving after one re-measure),
     with what :mod:`mlejax.engines.glm` and :func:`mlejax.fit._fit_core`
-    compute after it; every fit of the chunk in lockstep, and every pass over
-    the chunk's data inside one ``while_loop``. A pass is kept lean (XLA:CPU
-    pays per operation at this size): the gradient and the packed Hessian
-    as two small batched products, an unrolled Cholesky for the step, the
-    mean's ``exp`` shared with the line search's value; the pass that stops
-    a fit leaves its packed Hessian, and the covariance, robust covariance
-    and separation margin are computed once after the loop from it and the
-    final ``eta``. Returns ``(fields, ok)``: a dict of ``(C, ...)`` fields and
-    whether each fit is one this kernel vouches for (converged, no row near
-    separation, valid data); the others go to the general path.
+    compute after it. On CPU in float64 the loop is the native kernel
+    (:mod:`mlejax._native`), fit by fit, and ``size`` fits may come with
+    any argument shared (a leading axis of 1); otherwise it is
+    :func:`_xla_loop`. The pass that stops a fit leaves its packed Hessian,
+    and the covariance and robust covariance are computed once after the
+    loop from it. Returns ``(fields, ok)``: a dict of ``(C, ...)`` fields
+    and whether each fit is one this kernel vouches for (converged, no row
+    near separation, valid data); the others go to the general path.
     """
+    p = X.shape[-1]
+    int_t = jnp.asarray(0).dtype  # the general path's n_iter / status dtype
+    robust = cov_type in ("HC0", "HC1")
+    if _native.available(X.dtype):
+        C = size if size is not None else X.shape[0]
+        s, st = _native.logit_newton(
+            X, y, w, offset, tol, C, max_iter, unit_weights, robust
+        )
+        s["n_iter"], s["status"] = s["n_iter"].astype(int_t), s["status"].astype(int_t)
+    else:
+        s, st = _xla_loop(X, y, w, offset, tol, max_iter, unit_weights, robust, int_t)
+    # after the loop, once: the stopping pass's Hessian (at the final x) gives
+    # the covariance; the summaries the convergence, separation and deviances
+    cov = _inverse(_to_matrix(s["H"], p))
+    se = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
+    loglik = -s["f"]  # the NLL at the last accepted point (rounding apart,
+    # the general path's fresh X @ beta)
+    status = s["status"]
+    pd = jnp.isfinite(_psum(se))
+    status = jnp.where(
+        (status == Status.CONVERGED) & ~pd, int(Status.RANK_DEFICIENT), status
+    )
+    # diagnostics.input_ok
+    nobs = st["nobs"]
+    ok = st["ok"] & (nobs > 0) & (st["npos"] >= p)
+    converged = (status == Status.CONVERGED) & ok
+    # A row whose margin exceeds SEPARATION_MARGIN is near (or past) the
+    # separation threshold: such fits, like every failure, are left to the
+    # general path, which decides.
+    vouch = converged & ~st["near_sep"]
+    aic = -2.0 * loglik + 2.0 * p
+    bic = -2.0 * loglik + p * jnp.log(nobs)
+    deviance = jnp.where(jnp.isfinite(loglik), -2.0 * loglik, 0.0)
+    null_dev = _null_deviance(st, y, w, offset)
+    out = dict(
+        params=s["x"],
+        stderr=se,
+        cov=cov,
+        loglik=loglik,
+        n_iter=s["n_iter"],
+        converged=converged,
+        aic=aic,
+        bic=bic,
+        nobs=nobs,
+        status=status,
+        trace=s["trace"],
+        deviance=deviance,
+        null_deviance=null_dev,
+    )
+    if robust:
+        meat = _to_matrix(st["meat"], p)
+        c = cov @ meat @ cov
+        if cov_type == "HC1":
+            c = c * (nobs / (nobs - p))[:, None, None]
+        out["cov"] = c
+        out["stderr"] = jnp.sqrt(jnp.diagonal(c, axis1=-2, axis2=-1))
+    return out, vouch
+
+
+def _xla_loop(X, y, w, offset, tol, max_iter, unit, robust, int_t):
+    """The Newton loop in XLA: every fit of the chunk in lockstep, and every
+    pass over the chunk's data inside one ``while_loop``. A pass is kept lean
+    (XLA:CPU pays per operation at this size): the gradient and the packed
+    Hessian as two small batched products, an unrolled Cholesky for the
+    step, the mean's ``exp`` shared with the line search's value. Returns
+    the final state and the summaries :func:`_row_stats`."""
     # the chunk as its own buffer: a transpose reading through lax.map's
     # slice is compiled as a strided gather, twice as slow
     X, y, w, offset = jax.lax.optimization_barrier((X, y, w, offset))
     C, n, p = X.shape
     dtype = X.dtype
     eps = jnp.finfo(dtype).eps
-    int_t = jnp.asarray(0).dtype  # the general path's n_iter / status dtype
     Xt = jnp.swapaxes(X, 1, 2)  # (C, p, n)
     # (C, q, n) pairwise column products in _pairs order, as p broadcast
     # blocks of static slices (an index array is a gather; one slice per
@@ -173,8 +246,6 @@ def chunk_kernel(
     pos = w > 0
     w0 = jnp.where(pos, w, 0.0)
     wy = jnp.where(pos, w * y, 0.0)
-    unit = unit_weights  # static: weights all 1 (none given)
-    robust = cov_type in ("HC0", "HC1")
 
     def matvec(A, v):  # (C, k, n) x (C, n) -> (C, k)
         return jnp.einsum("ckn,cn->ck", A, v)
@@ -296,91 +367,70 @@ def chunk_kernel(
         )
 
     s = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), body, init)
-    # after the loop, once: the stopping pass's Hessian (at the final x) and
-    # the final eta give the covariance, the robust one and the separation check
-    cov = _inverse(_to_matrix(s["H"], p))
-    se = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
-    sgn = jnp.where(pos, 2.0 * y - 1.0, 0.0)  # the separation margin's sign
-    near_sep = jnp.any(sgn * s["eta"] >= SEPARATION_MARGIN, -1)
-    loglik = -s["f"]  # the NLL at the last accepted point (rounding apart,
-    # the general path's fresh X @ beta)
-    status = s["status"]
-    pd = jnp.isfinite(_psum(se))
-    status = jnp.where(
-        (status == Status.CONVERGED) & ~pd, int(Status.RANK_DEFICIENT), status
-    )
-    # diagnostics.input_ok
-    ok = jnp.all(jnp.isfinite(offset), -1)
-    nobs, npos = _rowsums(w, pos.astype(dtype)).T
-    ok = ok & jnp.all(jnp.isfinite(w) & (w >= 0), -1) & (nobs > 0)
-    ok = ok & (npos >= p)
-    ok = ok & jnp.all(jnp.where(pos, (y == 0) | (y == 1), True), -1)
-    converged = (status == Status.CONVERGED) & ok
-    # A row whose margin exceeds SEPARATION_MARGIN is near (or past) the
-    # separation threshold: such fits, like every failure, are left to the
-    # general path, which decides.
-    vouch = converged & ~near_sep
-    aic = -2.0 * loglik + 2.0 * p
-    bic = -2.0 * loglik + p * jnp.log(nobs)
-    deviance = jnp.where(jnp.isfinite(loglik), -2.0 * loglik, 0.0)
-    null_dev = _null_deviance(Xt, w, offset, pos, w0, wy, f0)
-    out = dict(
-        params=s["x"],
-        stderr=se,
-        cov=cov,
-        loglik=loglik,
-        n_iter=s["n_iter"],
-        converged=converged,
-        aic=aic,
-        bic=bic,
-        nobs=nobs,
-        status=status,
-        trace=s["trace"].T,
-        deviance=deviance,
-        null_deviance=null_dev,
-    )
+    s["trace"] = s["trace"].T
+    st = _row_stats(Xt, y, w, offset, s["eta"], f0)
     if robust:
         wr, _ = _moments(s["eta"], s["e"], y, w0)
         # w0 r^2 with r = mu - y: (w0 r)^2 / w0 on the positive-weight rows
-        meat = _to_matrix(
-            matvec(P, jnp.where(pos, wr * wr / jnp.where(pos, w0, 1.0), 0.0)), p
-        )
-        c = cov @ meat @ cov
-        if cov_type == "HC1":
-            c = c * (nobs / (nobs - p))[:, None, None]
-        out["cov"] = c
-        out["stderr"] = jnp.sqrt(jnp.diagonal(c, axis1=-2, axis2=-1))
-    return out, vouch
+        st["meat"] = matvec(P, jnp.where(pos, wr * wr / jnp.where(pos, w0, 1.0), 0.0))
+    return s, st
 
 
-def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
-    """:func:`mlejax.inference.deviances`' null deviance, for a chunk.
+def _row_stats(Xt, y, w, offset, eta, f0):
+    """The per-fit summaries of the data and the final ``eta`` that the
+    native kernel returns as ``stats`` (:data:`mlejax._native.STATS`)."""
+    C, p, n = Xt.shape
+    pos = w > 0
+    sgn = jnp.where(pos, 2.0 * y - 1.0, 0.0)  # the separation margin's sign
+    ok = jnp.all(jnp.isfinite(offset), -1)
+    ok = ok & jnp.all(jnp.isfinite(w) & (w >= 0), -1)
+    ok = ok & jnp.all(jnp.where(pos, (y == 0) | (y == 1), True), -1)
+    # one-hot of the first positive-weight row (argmax: no scan)
+    first = jnp.arange(n)[None, :] == jnp.argmax(pos, -1)[:, None]
+    row0 = jnp.einsum("cpn,cn->cp", Xt, first.astype(Xt.dtype))[:, :, None]
+    same = jnp.all(jnp.where(pos[:, None, :], Xt == row0, True), -1)
+    w0 = jnp.where(pos, w, 0.0)
+    wy, wo = jnp.where(pos, w * y, 0.0), jnp.where(pos, w * offset, 0.0)
+    sums = _rowsums(w, pos.astype(w.dtype), w0, wy, wo).T
+    return dict(
+        zip(("nobs", "npos", "sw", "swy", "swo"), sums, strict=True),
+        f0=f0,
+        ok=ok,
+        near_sep=jnp.any(sgn * eta >= SEPARATION_MARGIN, -1),
+        has_const=jnp.any(same & (row0[..., 0] != 0), -1),
+        no_off=jnp.all(jnp.where(pos, offset == 0, True), -1),
+    )
+
+
+def _null_deviance(st, y, w, offset):
+    """:func:`mlejax.inference.deviances`' null deviance, for a chunk, from
+    the summaries ``st`` (:data:`mlejax._native.STATS`).
 
     No constant column: the offset alone (``f0``). A constant column and no
     offset on the positive-weight rows: the intercept is ``logit(ybar)``
     exactly (closed form). Otherwise the general path's safeguarded scalar
     Newton, run only when some fit of the chunk needs it.
     """
-    C, p, n = Xt.shape
-    # one-hot of the first positive-weight row (argmax: no scan)
-    first = jnp.arange(n)[None, :] == jnp.argmax(pos, -1)[:, None]
-    row0 = jnp.einsum("cpn,cn->cp", Xt, first.astype(Xt.dtype))[:, :, None]
-    same = jnp.all(jnp.where(pos[:, None, :], Xt == row0, True), -1)
-    has_const = jnp.any(same & (row0[..., 0] != 0), -1)
-    sw, swy, swo, sw_all = _rowsums(w0, wy, jnp.where(pos, w * offset, 0.0), w).T
+    C = st["sw"].shape[0]
+    sw, swy, has_const = st["sw"], st["swy"], st["has_const"]
     ybar = swy / sw
     c0 = jnp.log(ybar) - jnp.log1p(-ybar)  # logit
-    mean_off = swo / sw_all
+    mean_off = st["swo"] / st["nobs"]
     c0 = jnp.where(jnp.isfinite(c0), c0 - mean_off, 0.0)
-    no_off = jnp.all(jnp.where(pos, offset == 0, True), -1)
     closed = 2.0 * (sw * (jnp.log1p(jnp.exp(-jnp.abs(c0))) + jnp.maximum(c0, 0.0)))
     closed = closed - 2.0 * c0 * swy
-    need = has_const & ~no_off
-
-    def f(c):
-        return _rowsums(_nll_rows(offset + c[:, None], w0, wy))[:, 0]
+    need = has_const & ~st["no_off"]
 
     def newton(_):
+        # the data at the chunk's size (here only: any may be shared)
+        pos = jnp.broadcast_to(w > 0, (C, w.shape[-1]))
+        w0 = jnp.where(pos, w, 0.0)
+        wy = jnp.where(pos, w * y, 0.0)
+        off = jnp.broadcast_to(offset, pos.shape)
+
+        def f(c):
+            return _rowsums(_nll_rows(off + c[:, None], w0, wy))[:, 0]
+
         def cond(carry):
             _, _, _, k, done = carry
             return jnp.any((k < 30) & ~done & need)
@@ -388,7 +438,7 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
         def body(carry):
             c, t, fc, k, done = carry
             live = (k < 30) & ~done & need
-            mu = jax.nn.sigmoid(offset + c[:, None])
+            mu = jax.nn.sigmoid(off + c[:, None])
             g, h = _rowsums(w0 * mu - wy, w0 * (mu * (1.0 - mu))).T
             d = -g / jnp.where(h > 0, h, jnp.abs(g) + 1.0)
             cn = c + t * d
@@ -408,4 +458,4 @@ def _null_deviance(Xt, w, offset, pos, w0, wy, f0):
         return 2.0 * f(c)
 
     iterated = jax.lax.cond(jnp.any(need), newton, lambda _: closed, None)
-    return jnp.where(has_const, jnp.where(need, iterated, closed), 2.0 * f0)
+    return jnp.where(has_const, jnp.where(need, iterated, closed), 2.0 * st["f0"])

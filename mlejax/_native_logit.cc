@@ -1,0 +1,462 @@
+// The Newton loop of mlejax's batched logistic kernel, one fit after another,
+// as an XLA FFI custom call on CPU (see mlejax/_native.py, which compiles
+// this file once per machine and falls back to the XLA loop without it).
+//
+// It is the while_loop of mlejax._batched_kernel.chunk_kernel, statement for
+// statement (start at 0, a fresh Hessian every pass, Armijo halving after one
+// re-measure, the same stopping rules and status codes); each fit runs its
+// own loop over its rows, which stay in L1. Loops over rows are written to be
+// vectorised by the compiler (-O3, `omp simd` reductions, a branch-free exp).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kMaxHalvings = 40;  // mlejax._batched_kernel.MAX_HALVINGS
+constexpr int kProdRows = 1000;   // mlejax._batched_kernel.PROD_ROWS
+constexpr double kSeparationMargin = 20.0;  // ..._batched_kernel.SEPARATION_MARGIN
+// mlejax.status.Status
+constexpr int64_t kConverged = 0, kMaxIter = 1, kLineSearch = 2, kNonFinite = 3;
+
+// mlejax._math.exp_nonpos: exp(x) for x <= 0, Cody-Waite reduction and the
+// degree-13 Taylor polynomial by Estrin's scheme, 2**k from the exponent bits
+// in two factors; on four lanes, branch-free.
+typedef double v4 __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+
+static inline v4 load4(const double* p) {
+  v4 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+static inline void store4(double* p, v4 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+
+static inline v4 splat(double a) { return v4{a, a, a, a}; }
+
+static inline double hsum(v4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+static inline v4 exp_nonpos4(v4 x) {
+  const v4 magic = splat(6755399441055744.0);
+  v4 xc = x > splat(-746.0) ? x : splat(-746.0);
+  v4 kf = (xc * splat(1.4426950408889634) + magic) - magic;
+  v4i k = (v4i)(kf + magic) - 0x4338000000000000LL;
+  v4 r = (xc - kf * splat(0.6931471803691238)) - kf * splat(1.9082149292705877e-10);
+  v4 r2 = r * r, r4 = r2 * r2;
+  v4 q0 = splat(1.0) + splat(1.0) * r;
+  v4 q1 = splat(0.5) + splat(0.16666666666666666) * r;
+  v4 q2 = splat(0.041666666666666664) + splat(0.008333333333333333) * r;
+  v4 q3 = splat(0.001388888888888889) + splat(0.0001984126984126984) * r;
+  v4 q4 = splat(2.48015873015873e-05) + splat(2.7557319223985893e-06) * r;
+  v4 q5 = splat(2.755731922398589e-07) + splat(2.505210838544172e-08) * r;
+  v4 q6 = splat(2.08767569878681e-09) + splat(1.6059043836821613e-10) * r;
+  v4 u0 = (q0 + q1 * r2) + (q2 + q3 * r2) * r4;
+  v4 u1 = (q4 + q5 * r2) + q6 * r4;
+  v4 poly = u0 + u1 * (r4 * r4);
+  v4i k1 = k >> 1;
+  v4 s1 = (v4)((k1 + 1023) << 52);
+  v4 s2 = (v4)((k - k1 + 1023) << 52);
+  v4 out = (poly * s1) * s2;
+  out = x < splat(-746.0) ? splat(0.0) : out;
+  return x != x ? x : out;
+}
+
+// One fit's data and scratch. Rows are padded to a multiple of 4 (N) with
+// X = 0, w = 0, y = 0, offset = 0: such a row adds nothing to any sum.
+template <int P>
+struct Fit {
+  static constexpr int Q = P * (P + 1) / 2;
+  int n, N;  // rows, padded rows
+  bool unit;
+  double* Xt;  // (P, N)
+  const double *y, *w, *off;  // (N,)
+  double *w0, *wy;  // (N,)
+  double *eta, *e, *et, *ebest, *scr;  // (N,)
+
+  // The NLL at eta_t = eta - t X d (written to et, its exp(-|eta_t|) to
+  // e_out) given lin_t = sum(wy eta_t): sum w0 log1p(e) + sum w0 max(eta_t, 0)
+  // - lin_t (without weights, the log1p sum is one log of a product).
+  double value_at(const double* d, double t, double lin_t, double* e_out) const {
+    const v4 zero = splat(0.0), one = splat(1.0), tv = splat(t);
+    v4 posv = zero, prodv = one;
+    for (int i = 0; i < N; i += 4) {
+      v4 xd = zero;
+      for (int a = 0; a < P; ++a) xd += splat(d[a]) * load4(Xt + a * N + i);
+      v4 v = load4(eta + i) - tv * xd;
+      store4(et + i, v);
+      v4 e = exp_nonpos4(v < zero ? v : -v);
+      store4(e_out + i, e);
+      v4 w0v = load4(w0 + i);
+      posv += w0v * (v > zero ? v : zero);
+      prodv *= w0v > zero ? one + e : one;
+    }
+    double s = 0.0;
+    if (unit && n <= kProdRows) {
+      s = std::log((prodv[0] * prodv[1]) * (prodv[2] * prodv[3]));
+    } else {
+      for (int i = 0; i < n; ++i) s += w0[i] * std::log1p(e_out[i]);
+    }
+    return s + hsum(posv) - lin_t;
+  }
+
+  // gradient (P) and packed Hessian (Q) at eta / e, in one pass over the
+  // rows, four rows to a vector and every sum its own accumulator
+  void grad_hess(double* g, double* Hp) const {
+    v4 ag[P], ah[Q];
+    for (int a = 0; a < P; ++a) ag[a] = splat(0.0);
+    for (int k = 0; k < Q; ++k) ah[k] = splat(0.0);
+    const v4 one = splat(1.0), zero = splat(0.0);
+    for (int i = 0; i < N; i += 4) {
+      v4 ev = load4(e + i), w0v = load4(w0 + i);
+      v4 inv = one / (one + ev);
+      v4 mu = (load4(eta + i) >= zero ? one : ev) * inv;
+      v4 wr = w0v * (mu - load4(y + i));
+      v4 wh = w0v * (ev * inv * inv);
+      v4 x[P];
+      for (int a = 0; a < P; ++a) x[a] = load4(Xt + a * N + i);
+      int k = 0;
+      for (int a = 0; a < P; ++a) {
+        ag[a] += x[a] * wr;
+        v4 t = x[a] * wh;
+        for (int b = a; b < P; ++b) ah[k++] += t * x[b];
+      }
+    }
+    for (int a = 0; a < P; ++a) g[a] = hsum(ag[a]);
+    for (int k = 0; k < Q; ++k) Hp[k] = hsum(ah[k]);
+  }
+
+  // packed sum_i wts_i x_i x_i' (the robust covariance's meat)
+  void gram(const double* wts, double* out) const {
+    v4 ah[Q];
+    for (int k = 0; k < Q; ++k) ah[k] = splat(0.0);
+    for (int i = 0; i < N; i += 4) {
+      v4 wv = load4(wts + i);
+      v4 x[P];
+      for (int a = 0; a < P; ++a) x[a] = load4(Xt + a * N + i);
+      int k = 0;
+      for (int a = 0; a < P; ++a) {
+        v4 t = x[a] * wv;
+        for (int b = a; b < P; ++b) ah[k++] += t * x[b];
+      }
+    }
+    for (int k = 0; k < Q; ++k) out[k] = hsum(ah[k]);
+  }
+};
+
+// H^-1 g by a Cholesky of the packed upper triangle Hp (the order of
+// mlejax._batched_kernel._chol_step); NaN on a non-positive pivot.
+template <int P>
+static void chol_step(const double* Hp, const double* g, double* d) {
+  double L[P][P];
+  int pos[P][P];
+  for (int i = 0, k = 0; i < P; ++i)
+    for (int j = i; j < P; ++j) pos[i][j] = k++;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int j = 0; j < P; ++j) {
+    double s = 0.0;
+    for (int k = 0; k < j; ++k) s += L[j][k] * L[j][k];
+    double acc = Hp[pos[j][j]] - s;
+    L[j][j] = std::sqrt(acc > 0 ? acc : nan);
+    for (int i = j + 1; i < P; ++i) {
+      double s2 = 0.0;
+      for (int k = 0; k < j; ++k) s2 += L[i][k] * L[j][k];
+      L[i][j] = (Hp[pos[j][i]] - s2) / L[j][j];
+    }
+  }
+  double z[P];
+  for (int i = 0; i < P; ++i) {
+    double s = 0.0;
+    for (int k = 0; k < i; ++k) s += L[i][k] * z[k];
+    z[i] = (g[i] - s) / L[i][i];
+  }
+  for (int i = P - 1; i >= 0; --i) {
+    double s = 0.0;
+    for (int k = i + 1; k < P; ++k) s += L[k][i] * d[k];
+    d[i] = (z[i] - s) / L[i][i];
+  }
+}
+
+// stats columns (see mlejax._batched_kernel._native_loop)
+enum { kNobs, kNpos, kSw, kSwy, kSwo, kF0, kOk, kNearSep, kHasConst, kNoOff, kStats };
+
+struct Out {
+  double *x, *H, *f, *trace, *meat, *stats;
+  int64_t *n_iter, *status;
+};
+
+template <int P>
+static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o) {
+  const int N = F.N;
+  const double eps = std::numeric_limits<double>::epsilon();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t k = 0; k <= max_iter; ++k) o.trace[k] = nan;
+  double x[P] = {0}, g[P], d[P], gy[P];
+  // the data's summaries (diagnostics.input_ok, the null deviance's sums)
+  const v4 zero = splat(0.0), one = splat(1.0);
+  v4 nobs = zero, npos = zero, sw = zero, swy = zero, swo = zero, lin4 = zero;
+  v4i badr = {0, 0, 0, 0}, offr = {0, 0, 0, 0};
+  for (int i = 0; i < N; i += 4) {
+    v4 wv = load4(F.w + i), yv = load4(F.y + i), ov = load4(F.off + i);
+    v4i pos = wv > zero;
+    v4 w0 = pos ? wv : zero, wy = pos ? wv * yv : zero;
+    store4(F.w0 + i, w0);
+    store4(F.wy + i, wy);
+    nobs += wv;
+    npos += pos ? one : zero;
+    sw += w0;
+    swy += wy;
+    swo += pos ? wv * ov : zero;
+    lin4 += wy * ov;
+    // finite: x - x == 0 (NaN and inf give NaN)
+    v4i fin = ((ov - ov) == zero) & ((wv - wv) == zero) & (wv >= zero);
+    v4i yok = ~pos | (yv == zero) | (yv == one);
+    badr |= ~(fin & yok);
+    offr |= pos & (ov != zero);
+  }
+  const bool ok = !(badr[0] | badr[1] | badr[2] | badr[3]);
+  const bool no_off = !(offr[0] | offr[1] | offr[2] | offr[3]);
+  int first = 0;
+  for (int i = 0; i < F.n; ++i)
+    if (F.w[i] > 0) {
+      first = i;
+      break;
+    }
+  bool has_const = false;
+  for (int a = 0; a < P; ++a) {
+    const double* xa = F.Xt + a * N;
+    const v4 r0 = splat(xa[first]);
+    v4i differ = {0, 0, 0, 0};
+    v4 s = zero;
+    for (int i = 0; i < N; i += 4) {
+      v4 xv = load4(xa + i), wv = load4(F.w + i);
+      differ |= (wv > zero) & (xv != r0);
+      s += xv * load4(F.wy + i);
+    }
+    gy[a] = hsum(s);
+    has_const = has_const || (!(differ[0] | differ[1] | differ[2] | differ[3]) && xa[first] != 0);
+  }
+  std::memcpy(F.eta, F.off, sizeof(double) * N);
+  double lin = hsum(lin4);
+  for (int a = 0; a < P; ++a) d[a] = 0.0;
+  double f = F.value_at(d, 0.0, lin, F.e);
+  const double f0 = f;
+  double rel = INFINITY;
+  bool tiny = false, ls_fail = false, bad = false;
+  int64_t n_iter = 0, status = kMaxIter;
+  for (int64_t k = 0;; ++k) {
+    F.grad_hess(g, o.H);
+    bool conv = (n_iter > 0) && (((rel <= tol) && !ls_fail) || tiny) && !bad;
+    bool stop = conv || ls_fail || bad || (n_iter >= max_iter);
+    double gs = 0.0;
+    for (int a = 0; a < P; ++a) gs += g[a];
+    bool nonfinite = !std::isfinite(f) || !std::isfinite(gs) || bad;
+    status = conv ? kConverged : nonfinite ? kNonFinite : ls_fail ? kLineSearch : kMaxIter;
+    o.trace[k] = f;
+    if (stop || nonfinite) break;
+    chol_step<P>(o.H, g, d);
+    double ds = 0.0;
+    for (int a = 0; a < P; ++a) ds += d[a];
+    bool d_ok = std::isfinite(ds);
+    if (!d_ok)
+      for (int a = 0; a < P; ++a) d[a] = 0.0;
+    double slope = 0.0, dy = 0.0;
+    for (int a = 0; a < P; ++a) slope += g[a] * d[a], dy += d[a] * gy[a];
+    const double slack = 256 * eps * std::fabs(f);
+    auto armijo = [&](double t, double fn, double fr) {
+      return (fn <= fr - 1e-4 * t * slope + slack) && std::isfinite(fn);
+    };
+    double t = 1.0, f_ref = f;
+    double f_new = F.value_at(d, 1.0, lin - dy, F.ebest);
+    int j = 0;
+    bool measured = false;
+    while (!armijo(t, f_new, f_ref) && j < kMaxHalvings) {
+      if (measured) {
+        t = 0.5 * t;
+        f_new = F.value_at(d, t, lin - t * dy, F.ebest);
+        ++j;
+      } else {
+        f_ref = F.value_at(d, 0.0, lin, F.scr);  // the re-measure at t = 0
+      }
+      measured = true;
+    }
+    bool ls_ok = (j < kMaxHalvings) || armijo(t, f_new, f_ref);
+    double x_new[P];
+    double r = 0.0;
+    for (int a = 0; a < P; ++a) {
+      x_new[a] = ls_ok ? x[a] - t * d[a] : x[a];
+      double v = std::fabs(x_new[a] - x[a]) / (1.0 + std::fabs(x[a]));
+      r = (v > r || v != v) ? v : r;
+    }
+    tiny = d_ok && (0.5 * std::fabs(slope) <= 64 * eps * (1.0 + std::fabs(f)));
+    if (ls_ok) {
+      // the accepted point: et holds the last value_at's eta, the accepted
+      // t's unless the re-measure at 0 came last (then evaluate t again)
+      if (measured && j == 0) f_new = F.value_at(d, t, lin - t * dy, F.ebest);
+      std::swap(F.eta, F.et);  // (et, ebest are scratch again)
+      std::swap(F.e, F.ebest);
+      f = f_new;
+      lin = lin - t * dy;
+      for (int a = 0; a < P; ++a) x[a] = x_new[a];
+    }
+    rel = r;
+    ls_fail = !ls_ok;
+    bad = !d_ok;
+    ++n_iter;
+  }
+  for (int a = 0; a < P; ++a) o.x[a] = x[a];
+  *o.f = f;
+  *o.n_iter = n_iter;
+  *o.status = status;
+  // the separation margin at the final eta; the meat at the final mean
+  v4i near = {0, 0, 0, 0};
+  for (int i = 0; i < N; i += 4) {
+    v4 yv = load4(F.y + i);
+    v4 sgn = load4(F.w + i) > zero ? splat(2.0) * yv - one : zero;
+    near |= (sgn * load4(F.eta + i)) >= splat(kSeparationMargin);
+  }
+  const bool near_sep = near[0] | near[1] | near[2] | near[3];
+  if (robust) {
+    for (int i = 0; i < N; i += 4) {
+      v4 ev = load4(F.e + i);
+      v4 inv = one / (one + ev);
+      v4 mu = (load4(F.eta + i) >= zero ? one : ev) * inv;
+      v4 r = mu - load4(F.y + i);
+      store4(F.scr + i, load4(F.w0 + i) * r * r);  // w0 r^2
+    }
+    F.gram(F.scr, o.meat);
+  } else {
+    for (int k = 0; k < Fit<P>::Q; ++k) o.meat[k] = 0.0;
+  }
+  double* st = o.stats;
+  st[kNobs] = hsum(nobs);
+  st[kNpos] = hsum(npos);
+  st[kSw] = hsum(sw);
+  st[kSwy] = hsum(swy);
+  st[kSwo] = hsum(swo);
+  st[kF0] = f0;
+  st[kOk] = ok;
+  st[kNearSep] = near_sep;
+  st[kHasConst] = has_const;
+  st[kNoOff] = no_off;
+}
+
+// The inputs' strides between fits: 0 for an argument shared by every fit.
+struct Strides {
+  int64_t X, y, w, off;
+};
+
+template <int P>
+static void run(const double* X, const double* y, const double* w, const double* off,
+                const double* tol, Strides sd, int64_t C, int64_t n, int64_t max_iter, bool unit,
+                bool robust, double* x, double* H, double* f, int64_t* n_iter,
+                int64_t* status, double* trace, double* meat, double* stats) {
+  constexpr int Q = Fit<P>::Q;
+  const int N = (int)((n + 3) / 4 * 4);
+  std::vector<double> buf((size_t)(P + 10) * N, 0.0);
+  Fit<P> F;
+  F.n = (int)n;
+  F.N = N;
+  F.unit = unit;
+  double* s = buf.data();
+  F.Xt = s;
+  s += (size_t)P * N;
+  double *yb = s, *wb = s + N, *ob = s + 2 * N;  // padded copies (n % 4 != 0)
+  s += 3 * N;
+  for (double** b : {&F.w0, &F.wy, &F.eta, &F.e, &F.et, &F.ebest, &F.scr}) {
+    *b = s;
+    s += N;
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const double* Xc = X + c * sd.X;
+    if (c == 0 || sd.X != 0)
+      for (int64_t i = 0; i < n; ++i)
+        for (int a = 0; a < P; ++a) F.Xt[a * N + i] = Xc[i * P + a];
+    if (N == n) {  // no padding: the inputs themselves
+      F.y = y + c * sd.y;
+      F.w = w + c * sd.w;
+      F.off = off + c * sd.off;
+    } else {
+      std::memcpy(yb, y + c * sd.y, sizeof(double) * n);
+      std::memcpy(wb, w + c * sd.w, sizeof(double) * n);
+      std::memcpy(ob, off + c * sd.off, sizeof(double) * n);
+      F.y = yb;
+      F.w = wb;
+      F.off = ob;
+    }
+    Out o{x + c * P,          H + c * Q,       f + c,      trace + c * (max_iter + 1),
+          meat + c * Q,       stats + c * kStats, n_iter + c, status + c};
+    fit_one<P>(F, tol[c], max_iter, robust, o);
+  }
+}
+
+ffi::Error LogitNewtonImpl(ffi::Buffer<ffi::F64> X, ffi::Buffer<ffi::F64> y,
+                           ffi::Buffer<ffi::F64> w, ffi::Buffer<ffi::F64> offset,
+                           ffi::Buffer<ffi::F64> tol, int64_t max_iter, bool unit,
+                           bool robust, ffi::ResultBuffer<ffi::F64> x,
+                           ffi::ResultBuffer<ffi::F64> H, ffi::ResultBuffer<ffi::F64> f,
+                           ffi::ResultBuffer<ffi::S64> n_iter,
+                           ffi::ResultBuffer<ffi::S64> status,
+                           ffi::ResultBuffer<ffi::F64> trace,
+                           ffi::ResultBuffer<ffi::F64> meat,
+                           ffi::ResultBuffer<ffi::F64> stats) {
+  auto dims = X.dimensions();
+  if (dims.size() != 3) return ffi::Error::InvalidArgument("X must be (C, n, p)");
+  const int64_t n = dims[1], p = dims[2];
+  const int64_t C = f->dimensions()[0];  // fits; an input of 1 is shared by all
+  auto stride = [&](auto& b, int64_t per) -> int64_t {
+    return b.dimensions()[0] == 1 ? 0 : per;
+  };
+  for (int64_t d0 : {dims[0], y.dimensions()[0], w.dimensions()[0], offset.dimensions()[0]})
+    if (d0 != 1 && d0 != C)
+      return ffi::Error::InvalidArgument("inputs must have C or 1 fits");
+  Strides sd{stride(X, n * p), stride(y, n), stride(w, n), stride(offset, n)};
+  if (max_iter < 0) return ffi::Error::InvalidArgument("max_iter must be >= 0");
+#define MLEJAX_RUN(P)                                                              \
+  run<P>(X.typed_data(), y.typed_data(), w.typed_data(), offset.typed_data(),      \
+         tol.typed_data(), sd, C, n, max_iter, unit, robust, x->typed_data(),          \
+         H->typed_data(), f->typed_data(), n_iter->typed_data(),                   \
+         status->typed_data(), trace->typed_data(), meat->typed_data(),            \
+         stats->typed_data())
+  switch (p) {
+    case 1: MLEJAX_RUN(1); break;
+    case 2: MLEJAX_RUN(2); break;
+    case 3: MLEJAX_RUN(3); break;
+    case 4: MLEJAX_RUN(4); break;
+    case 5: MLEJAX_RUN(5); break;
+    case 6: MLEJAX_RUN(6); break;
+    case 7: MLEJAX_RUN(7); break;
+    case 8: MLEJAX_RUN(8); break;
+    default: return ffi::Error::InvalidArgument("p must be in 1..8");
+  }
+#undef MLEJAX_RUN
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MlejaxLogitNewton, LogitNewtonImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // X (C, n, p)
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // y (C, n)
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // w (C, n)
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // offset (C, n)
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // tol (C,)
+                                  .Attr<int64_t>("max_iter")
+                                  .Attr<bool>("unit")
+                                  .Attr<bool>("robust")
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // x (C, p)
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // H (C, q)
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // f (C,)
+                                  .Ret<ffi::Buffer<ffi::S64>>()   // n_iter (C,)
+                                  .Ret<ffi::Buffer<ffi::S64>>()   // status (C,)
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // trace (C, max_iter + 1)
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // meat (C, q)
+                                  .Ret<ffi::Buffer<ffi::F64>>());  // stats (C, kStats)
