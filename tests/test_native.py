@@ -1,0 +1,129 @@
+"""The native (C++ FFI) Newton loop of the batched logistic kernel against
+its XLA formulation, field by field, and its fallbacks. (That both give the
+per-fit ``mj.fit`` and statsmodels member by member is tests/test_batched.py,
+which runs whichever serves on this machine.)"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mlejax as mj
+from mlejax import _batched_kernel, _native
+
+mj.enable_x64()
+
+needs_native = pytest.mark.skipif(
+    not _native.available(jnp.float64), reason="no C++ compiler: XLA loop only"
+)
+
+
+def _data(C, n, p, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((C, n, p))
+    X[:, :, 0] = 1.0
+    beta = 0.5 * rng.standard_normal((C, p))
+    off = 0.3 * rng.standard_normal((C, n))
+    off[::2] = 0.0  # even members: no offset (closed-form null deviance)
+    eta = np.einsum("cnp,cp->cn", X, beta) + off
+    y = (rng.random((C, n)) < 1 / (1 + np.exp(-eta))).astype(float)
+    w = rng.choice([0.0, 0.5, 1.0, 2.5], (C, n))  # fractional and zero weights
+    w[1] = 1.0
+    y[2] = (X[2, :, -1] > 0).astype(float)  # separated (when p > 1)
+    y[3, 0] = 0.5  # outside the support on a positive weight
+    w[4, 3] = np.nan  # invalid weight
+    X[5, :, -1] = X[5, :, 0]  # collinear (rank deficient) when p > 1
+    w[6] = 0.0  # no weight at all
+    return X, y, w, off
+
+
+def _both(monkeypatch, *args, **kw):
+    native = jax.jit(lambda *a: _batched_kernel.chunk_kernel(*a, **kw))(*args)
+    monkeypatch.setattr(_native, "available", lambda dtype: False)
+    xla = jax.jit(lambda *a: _batched_kernel.chunk_kernel(*a, **kw))(*args)
+    return native, xla
+
+
+def _agree(native, xla, rtol=1e-10):
+    (a, va), (b, vb) = native, xla
+    np.testing.assert_array_equal(va, vb)
+    np.testing.assert_array_equal(a["status"], b["status"])
+    np.testing.assert_array_equal(a["converged"], b["converged"])
+    ok = np.asarray(va)  # the members the kernel vouches for (a diverging
+    # fit may stop one step apart: rounding)
+    np.testing.assert_array_equal(
+        np.asarray(a["n_iter"])[ok], np.asarray(b["n_iter"])[ok]
+    )
+    for k in ("params", "stderr", "cov", "loglik", "trace", "nobs", "aic", "bic"):
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        np.testing.assert_allclose(x[ok], y[ok], rtol=rtol, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(
+        a["null_deviance"], b["null_deviance"], rtol=rtol, atol=1e-12
+    )
+
+
+@needs_native
+@pytest.mark.parametrize("p,n,cov_type", [(1, 37, "HC1"), (8, 61, "nonrobust")])
+def test_native_loop_equals_xla_loop(monkeypatch, p, n, cov_type):
+    """Rows not a multiple of four (padding), p at both ends of the range,
+    fractional and zero weights, offsets, separated, invalid, rank-deficient
+    and empty members: every field of the native loop equals the XLA one."""
+    X, y, w, off = _data(10, n, p)
+    tol = np.full(10, 1e-10)
+    native, xla = _both(monkeypatch, X, y, w, off, tol, max_iter=100, cov_type=cov_type)
+    _agree(native, xla)
+    vouch = np.asarray(native[1])
+    assert vouch[[0, 1, 7, 8, 9]].all() and not vouch[[3, 4, 6]].any()
+    assert not vouch[[2, 5]].any() or p == 1  # separated, rank deficient
+
+
+@needs_native
+def test_native_shared_leaves_and_iteration_cap(monkeypatch):
+    """A shared X and unit weights (a leading axis of 1, as ``jax.vmap`` of a
+    fit over y passes them) give the per-member broadcast's answers, and a
+    cap of 2 iterations stops every fit with MAX_ITER, trace and all."""
+    X, y, _, off = _data(8, 40, 3, seed=5)
+    X1, w1, o1 = X[:1], np.ones((1, 40)), np.zeros((1, 40))
+    kw = dict(max_iter=2, cov_type="HC0", unit_weights=True)
+    shared = jax.jit(lambda *a: _batched_kernel.chunk_kernel(*a, size=8, **kw))(
+        X1, y, w1, o1, 1e-10
+    )
+    full = np.broadcast_to
+    native, xla = _both(
+        monkeypatch,
+        full(X1, X.shape),
+        y,
+        full(w1, y.shape),
+        full(o1, y.shape),
+        np.full(8, 1e-10),
+        **kw,
+    )
+    _agree(shared, native, rtol=1e-13)
+    _agree(native, xla)
+    assert (np.asarray(native[0]["status"]) == int(mj.Status.MAX_ITER)).all()
+    assert np.isfinite(np.asarray(native[0]["trace"])[:, :3]).all()
+
+
+def test_native_off_by_environment_or_without_compiler(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLEJAX_NATIVE", "0")
+    assert _native.load.__wrapped__() is False
+    monkeypatch.setenv("MLEJAX_NATIVE", "1")
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert _native.load.__wrapped__() is False
+
+
+def test_native_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path, caplog):
+    """A compiler that fails: load() says False and logs why (the XLA loop
+    then serves); nothing is left half-written in the cache."""
+    fake = tmp_path / "cxx"
+    fake.write_text("#!/bin/sh\necho 'fake 1.0'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MLEJAX_NATIVE", "1")
+    monkeypatch.setenv("CXX", str(fake))
+    monkeypatch.setenv("MLEJAX_NATIVE_DIR", str(tmp_path / "cache"))
+    with caplog.at_level("WARNING", logger="mlejax._native"):
+        assert _native.load.__wrapped__() is False
+    assert "native kernels unavailable" in caplog.text
+    assert list((tmp_path / "cache").glob("*.so")) == []
