@@ -177,9 +177,9 @@ def chunk_kernel(
         s["n_iter"], s["status"] = s["n_iter"].astype(int_t), s["status"].astype(int_t)
     else:
         s, st = _xla_loop(X, y, w, offset, tol, max_iter, unit_weights, robust, int_t)
-    # after the loop, once: the stopping pass's Hessian (at the final x) gives
-    # the covariance; the summaries the convergence, separation and deviances
-    cov = _inverse(_to_matrix(s["H"], p))
+    # the covariance from the stopping pass's Hessian (at the final x); the
+    # summaries give the convergence, separation and deviances
+    cov = s["cov"]
     se = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
     loglik = -s["f"]  # the NLL at the last accepted point (rounding apart,
     # the general path's fresh X @ beta)
@@ -199,7 +199,6 @@ def chunk_kernel(
     aic = -2.0 * loglik + 2.0 * p
     bic = -2.0 * loglik + p * jnp.log(nobs)
     deviance = jnp.where(jnp.isfinite(loglik), -2.0 * loglik, 0.0)
-    null_dev = _null_deviance(st, y, w, offset)
     out = dict(
         params=s["x"],
         stderr=se,
@@ -213,11 +212,10 @@ def chunk_kernel(
         status=status,
         trace=s["trace"],
         deviance=deviance,
-        null_deviance=null_dev,
+        null_deviance=st["null_dev"],
     )
     if robust:
-        meat = _to_matrix(st["meat"], p)
-        c = cov @ meat @ cov
+        c = s["rcov"]
         if cov_type == "HC1":
             c = c * (nobs / (nobs - p))[:, None, None]
         out["cov"] = c
@@ -369,10 +367,14 @@ def _xla_loop(X, y, w, offset, tol, max_iter, unit, robust, int_t):
     s = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), body, init)
     s["trace"] = s["trace"].T
     st = _row_stats(Xt, y, w, offset, s["eta"], f0)
+    st["null_dev"] = _null_deviance(st, y, w, offset)
+    # after the loop, once: the stopping pass's Hessian is at the final x
+    s["cov"] = _inverse(_to_matrix(s["H"], p))
     if robust:
         wr, _ = _moments(s["eta"], s["e"], y, w0)
         # w0 r^2 with r = mu - y: (w0 r)^2 / w0 on the positive-weight rows
-        st["meat"] = matvec(P, jnp.where(pos, wr * wr / jnp.where(pos, w0, 1.0), 0.0))
+        meat = matvec(P, jnp.where(pos, wr * wr / jnp.where(pos, w0, 1.0), 0.0))
+        s["rcov"] = s["cov"] @ _to_matrix(meat, p) @ s["cov"]
     return s, st
 
 

@@ -132,27 +132,28 @@ STATS = (
     "near_sep",
     "has_const",
     "no_off",
+    "null_dev",
 )
 
 
 def logit_newton(X, y, w, offset, tol, C, max_iter, unit, robust):
-    """The Newton loop of :func:`mlejax._batched_kernel._xla_loop` and the
-    summaries after it (``_row_stats``, the robust meat) as one custom call,
-    fit by fit: ``(state, stats)``, dicts of ``(C, ...)`` arrays. Any
-    argument may have a leading axis of 1 (shared by the ``C`` fits)."""
+    """:func:`mlejax._batched_kernel._xla_loop` as one custom call, fit by
+    fit: the Newton loop, the covariance (and robust sandwich) at the final
+    point, the data's summaries and the null deviance: ``(state, stats)``,
+    dicts of ``(C, ...)`` arrays. Any argument may have a leading axis of 1
+    (shared by the ``C`` fits)."""
     n, p = X.shape[-2:]
-    q = p * (p + 1) // 2
     f64, i64 = jnp.float64, jnp.int64
     shapes = [
         jax.ShapeDtypeStruct(shape, dt)
         for shape, dt in [
             ((C, p), f64),  # x
-            ((C, q), f64),  # packed Hessian of the stopping pass
+            ((C, p, p), f64),  # inverse information at the final point
             ((C,), f64),  # f
             ((C,), i64),  # n_iter
             ((C,), i64),  # status
             ((C, max_iter + 1), f64),  # trace
-            ((C, q), f64),  # packed robust meat (zeros unless robust)
+            ((C, p, p), f64),  # robust sandwich (zeros unless robust)
             ((C, len(STATS)), f64),  # STATS
         ]
     ]
@@ -162,12 +163,13 @@ def logit_newton(X, y, w, offset, tol, C, max_iter, unit, robust):
         jnp.reshape(a, (-1, *shape))
         for a, shape in [(X, (n, p)), (y, (n,)), (w, (n,)), (offset, (n,))]
     ]
-    x, H, f, n_iter, status, trace, meat, stats = call(
+    x, cov, f, n_iter, status, trace, rcov, stats = call(
         *args, tol, max_iter=np.int64(max_iter), unit=bool(unit), robust=bool(robust)
     )
     st = {k: stats[:, i] for i, k in enumerate(STATS)}
     for k in ("ok", "near_sep", "has_const", "no_off"):
         st[k] = st[k] != 0
-    st["meat"] = meat
-    s = dict(x=x, H=H, f=f, n_iter=n_iter, status=status, trace=trace)
+    s = dict(x=x, cov=cov, f=f, n_iter=n_iter, status=status, trace=trace)
+    if robust:
+        s["rcov"] = rcov
     return s, st

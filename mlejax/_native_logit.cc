@@ -185,12 +185,128 @@ static void chol_step(const double* Hp, const double* g, double* d) {
 }
 
 // stats columns (see mlejax._batched_kernel._native_loop)
-enum { kNobs, kNpos, kSw, kSwy, kSwo, kF0, kOk, kNearSep, kHasConst, kNoOff, kStats };
+enum { kNobs, kNpos, kSw, kSwy, kSwo, kF0, kOk, kNearSep, kHasConst, kNoOff, kNullDev, kStats };
 
 struct Out {
-  double *x, *H, *f, *trace, *meat, *stats;
+  double *x, *cov, *f, *trace, *rcov, *stats;
   int64_t *n_iter, *status;
 };
+
+// mlejax.inference.inverse_information: the inverse of the packed H by one
+// Cholesky of its equilibration D H D (D = diag(H)^-1/2); all NaN when H is
+// not positive definite or numerically singular (a pivot^2 <= 64 P eps).
+template <int P>
+static void inverse_info(const double* Hp, double* cov) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  double A[P][P], L[P][P] = {}, Li[P][P] = {}, dd[P];
+  for (int i = 0, k = 0; i < P; ++i)
+    for (int j = i; j < P; ++j, ++k) A[i][j] = A[j][i] = Hp[k];
+  bool ok = true;
+  for (int i = 0; i < P; ++i) {
+    ok = ok && A[i][i] > 0;
+    dd[i] = A[i][i] > 0 ? 1.0 / std::sqrt(A[i][i]) : nan;
+  }
+  double piv = INFINITY;
+  for (int j = 0; j < P && ok; ++j) {
+    double s = A[j][j] * dd[j] * dd[j];
+    for (int k = 0; k < j; ++k) s -= L[j][k] * L[j][k];
+    if (!(s > 0)) {
+      ok = false;
+      break;
+    }
+    L[j][j] = std::sqrt(s);
+    piv = L[j][j] < piv ? L[j][j] : piv;
+    for (int i = j + 1; i < P; ++i) {
+      double t = A[i][j] * dd[i] * dd[j];
+      for (int k = 0; k < j; ++k) t -= L[i][k] * L[j][k];
+      L[i][j] = t / L[j][j];
+    }
+  }
+  ok = ok && !(piv * piv <= 64 * P * std::numeric_limits<double>::epsilon());
+  if (!ok) {
+    for (int k = 0; k < P * P; ++k) cov[k] = nan;
+    return;
+  }
+  for (int j = 0; j < P; ++j) {  // Li = L^-1, column by column
+    Li[j][j] = 1.0 / L[j][j];
+    for (int i = j + 1; i < P; ++i) {
+      double t = 0.0;
+      for (int k = j; k < i; ++k) t += L[i][k] * Li[k][j];
+      Li[i][j] = -t / L[i][i];
+    }
+  }
+  for (int i = 0; i < P; ++i)  // (D H D)^-1 = Li' Li, scaled back by D
+    for (int j = 0; j < P; ++j) {
+      double t = 0.0;
+      for (int k = (i > j ? i : j); k < P; ++k) t += Li[k][i] * Li[k][j];
+      cov[i * P + j] = t * dd[i] * dd[j];
+    }
+}
+
+// cov M cov for the packed meat M (the robust sandwich)
+template <int P>
+static void sandwich(const double* cov, const double* Mp, double* out) {
+  double M[P][P], T[P][P];
+  for (int i = 0, k = 0; i < P; ++i)
+    for (int j = i; j < P; ++j, ++k) M[i][j] = M[j][i] = Mp[k];
+  for (int i = 0; i < P; ++i)
+    for (int j = 0; j < P; ++j) {
+      double t = 0.0;
+      for (int k = 0; k < P; ++k) t += cov[i * P + k] * M[k][j];
+      T[i][j] = t;
+    }
+  for (int i = 0; i < P; ++i)
+    for (int j = 0; j < P; ++j) {
+      double t = 0.0;
+      for (int k = 0; k < P; ++k) t += T[i][k] * cov[k * P + j];
+      out[i * P + j] = t;
+    }
+}
+
+// The intercept-only NLL at eta = off + c (mlejax._batched_kernel._nll_rows)
+static double null_nll(const double* off, const double* w0, const double* wy, int n,
+                       double c) {
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const double eta = off[i] + c;
+    s += w0[i] * (std::log1p(std::exp(-std::fabs(eta))) + (eta > 0 ? eta : 0.0)) -
+         wy[i] * eta;
+  }
+  return s;
+}
+
+// mlejax._batched_kernel._null_deviance for one fit: 2 f0 without a constant
+// column; logit(ybar) in closed form without an offset; else the general
+// path's safeguarded scalar Newton on the intercept.
+static double null_deviance(const double* off, const double* w0, const double* wy,
+                            int n, double sw, double swy, double swo, double nobs,
+                            double f0, bool has_const, bool no_off) {
+  if (!has_const) return 2.0 * f0;
+  const double ybar = swy / sw;
+  double c = std::log(ybar) - std::log1p(-ybar);
+  c = std::isfinite(c) ? c - swo / nobs : 0.0;
+  if (no_off)
+    return 2.0 * (sw * (std::log1p(std::exp(-std::fabs(c))) + (c > 0 ? c : 0.0))) -
+           2.0 * c * swy;
+  double t = 1.0, fc = null_nll(off, w0, wy, n, c);
+  for (int k = 0; k < 30; ++k) {
+    double g = 0.0, h = 0.0;
+    for (int i = 0; i < n; ++i) {
+      const double mu = 1.0 / (1.0 + std::exp(-(off[i] + c)));
+      g += w0[i] * mu - wy[i];
+      h += w0[i] * (mu * (1.0 - mu));
+    }
+    const double d = -g / (h > 0 ? h : std::fabs(g) + 1.0);
+    const double cn = c + t * d;
+    const double fn = null_nll(off, w0, wy, n, cn);
+    const bool ok = std::isfinite(fn) && fn <= fc;
+    const bool small = std::fabs(t * d) <= 1e-12 * (1.0 + std::fabs(c));
+    if (ok) c = cn, fc = fn;
+    t = ok ? (2.0 * t < 1.0 ? 2.0 * t : 1.0) : 0.25 * t;
+    if (small || !std::isfinite(d)) break;
+  }
+  return 2.0 * null_nll(off, w0, wy, n, c);
+}
 
 template <int P>
 static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o) {
@@ -198,7 +314,7 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
   const double eps = std::numeric_limits<double>::epsilon();
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (int64_t k = 0; k <= max_iter; ++k) o.trace[k] = nan;
-  double x[P] = {0}, g[P], d[P], gy[P];
+  double x[P] = {0}, g[P], d[P], gy[P], H[Fit<P>::Q], meat[Fit<P>::Q];
   // the data's summaries (diagnostics.input_ok, the null deviance's sums)
   const v4 zero = splat(0.0), one = splat(1.0);
   v4 nobs = zero, npos = zero, sw = zero, swy = zero, swo = zero, lin4 = zero;
@@ -252,7 +368,7 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
   bool tiny = false, ls_fail = false, bad = false;
   int64_t n_iter = 0, status = kMaxIter;
   for (int64_t k = 0;; ++k) {
-    F.grad_hess(g, o.H);
+    F.grad_hess(g, H);
     bool conv = (n_iter > 0) && (((rel <= tol) && !ls_fail) || tiny) && !bad;
     bool stop = conv || ls_fail || bad || (n_iter >= max_iter);
     double gs = 0.0;
@@ -261,7 +377,7 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
     status = conv ? kConverged : nonfinite ? kNonFinite : ls_fail ? kLineSearch : kMaxIter;
     o.trace[k] = f;
     if (stop || nonfinite) break;
-    chol_step<P>(o.H, g, d);
+    chol_step<P>(H, g, d);
     double ds = 0.0;
     for (int a = 0; a < P; ++a) ds += d[a];
     bool d_ok = std::isfinite(ds);
@@ -331,9 +447,13 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
       v4 r = mu - load4(F.y + i);
       store4(F.scr + i, load4(F.w0 + i) * r * r);  // w0 r^2
     }
-    F.gram(F.scr, o.meat);
+    F.gram(F.scr, meat);
+  }
+  inverse_info<P>(H, o.cov);  // at the stopping pass's (final) point
+  if (robust) {
+    sandwich<P>(o.cov, meat, o.rcov);
   } else {
-    for (int k = 0; k < Fit<P>::Q; ++k) o.meat[k] = 0.0;
+    for (int k = 0; k < P * P; ++k) o.rcov[k] = 0.0;
   }
   double* st = o.stats;
   st[kNobs] = hsum(nobs);
@@ -346,6 +466,8 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
   st[kNearSep] = near_sep;
   st[kHasConst] = has_const;
   st[kNoOff] = no_off;
+  st[kNullDev] = null_deviance(F.off, F.w0, F.wy, F.n, st[kSw], st[kSwy], st[kSwo],
+                               st[kNobs], f0, has_const, no_off);
 }
 
 // The inputs' strides between fits: 0 for an argument shared by every fit.
@@ -356,9 +478,8 @@ struct Strides {
 template <int P>
 static void run(const double* X, const double* y, const double* w, const double* off,
                 const double* tol, Strides sd, int64_t C, int64_t n, int64_t max_iter, bool unit,
-                bool robust, double* x, double* H, double* f, int64_t* n_iter,
-                int64_t* status, double* trace, double* meat, double* stats) {
-  constexpr int Q = Fit<P>::Q;
+                bool robust, double* x, double* cov, double* f, int64_t* n_iter,
+                int64_t* status, double* trace, double* rcov, double* stats) {
   const int N = (int)((n + 3) / 4 * 4);
   std::vector<double> buf((size_t)(P + 10) * N, 0.0);
   Fit<P> F;
@@ -391,8 +512,8 @@ static void run(const double* X, const double* y, const double* w, const double*
       F.w = wb;
       F.off = ob;
     }
-    Out o{x + c * P,          H + c * Q,       f + c,      trace + c * (max_iter + 1),
-          meat + c * Q,       stats + c * kStats, n_iter + c, status + c};
+    Out o{x + c * P,           cov + c * P * P, f + c,      trace + c * (max_iter + 1),
+          rcov + c * P * P,    stats + c * kStats, n_iter + c, status + c};
     fit_one<P>(F, tol[c], max_iter, robust, o);
   }
 }
@@ -401,11 +522,11 @@ ffi::Error LogitNewtonImpl(ffi::Buffer<ffi::F64> X, ffi::Buffer<ffi::F64> y,
                            ffi::Buffer<ffi::F64> w, ffi::Buffer<ffi::F64> offset,
                            ffi::Buffer<ffi::F64> tol, int64_t max_iter, bool unit,
                            bool robust, ffi::ResultBuffer<ffi::F64> x,
-                           ffi::ResultBuffer<ffi::F64> H, ffi::ResultBuffer<ffi::F64> f,
+                           ffi::ResultBuffer<ffi::F64> cov, ffi::ResultBuffer<ffi::F64> f,
                            ffi::ResultBuffer<ffi::S64> n_iter,
                            ffi::ResultBuffer<ffi::S64> status,
                            ffi::ResultBuffer<ffi::F64> trace,
-                           ffi::ResultBuffer<ffi::F64> meat,
+                           ffi::ResultBuffer<ffi::F64> rcov,
                            ffi::ResultBuffer<ffi::F64> stats) {
   auto dims = X.dimensions();
   if (dims.size() != 3) return ffi::Error::InvalidArgument("X must be (C, n, p)");
@@ -422,8 +543,8 @@ ffi::Error LogitNewtonImpl(ffi::Buffer<ffi::F64> X, ffi::Buffer<ffi::F64> y,
 #define MLEJAX_RUN(P)                                                              \
   run<P>(X.typed_data(), y.typed_data(), w.typed_data(), offset.typed_data(),      \
          tol.typed_data(), sd, C, n, max_iter, unit, robust, x->typed_data(),          \
-         H->typed_data(), f->typed_data(), n_iter->typed_data(),                   \
-         status->typed_data(), trace->typed_data(), meat->typed_data(),            \
+         cov->typed_data(), f->typed_data(), n_iter->typed_data(),                 \
+         status->typed_data(), trace->typed_data(), rcov->typed_data(),            \
          stats->typed_data())
   switch (p) {
     case 1: MLEJAX_RUN(1); break;
@@ -453,10 +574,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MlejaxLogitNewton, LogitNewtonImpl,
                                   .Attr<bool>("unit")
                                   .Attr<bool>("robust")
                                   .Ret<ffi::Buffer<ffi::F64>>()   // x (C, p)
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // H (C, q)
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // cov (C, p, p)
                                   .Ret<ffi::Buffer<ffi::F64>>()   // f (C,)
                                   .Ret<ffi::Buffer<ffi::S64>>()   // n_iter (C,)
                                   .Ret<ffi::Buffer<ffi::S64>>()   // status (C,)
                                   .Ret<ffi::Buffer<ffi::F64>>()   // trace (C, max_iter + 1)
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // meat (C, q)
+                                  .Ret<ffi::Buffer<ffi::F64>>()   // robust cov (C, p, p)
                                   .Ret<ffi::Buffer<ffi::F64>>());  // stats (C, kStats)
