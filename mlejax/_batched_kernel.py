@@ -171,9 +171,7 @@ def chunk_kernel(
     robust = cov_type in ("HC0", "HC1")
     if _native.available(X.dtype):
         C = size if size is not None else X.shape[0]
-        s, st = _native.logit_newton(
-            X, y, w, offset, tol, C, max_iter, unit_weights, robust
-        )
+        s, st = _native.logit_newton(X, y, w, offset, tol, C, max_iter, robust)
         s["n_iter"], s["status"] = s["n_iter"].astype(int_t), s["status"].astype(int_t)
     else:
         s, st = _xla_loop(X, y, w, offset, tol, max_iter, unit_weights, robust, int_t)

@@ -136,7 +136,7 @@ STATS = (
 )
 
 
-def logit_newton(X, y, w, offset, tol, C, max_iter, unit, robust):
+def logit_newton(X, y, w, offset, tol, C, max_iter, robust):
     """:func:`mlejax._batched_kernel._xla_loop` as one custom call, fit by
     fit: the Newton loop, the covariance (and robust sandwich) at the final
     point, the data's summaries and the null deviance: ``(state, stats)``,
@@ -164,7 +164,7 @@ def logit_newton(X, y, w, offset, tol, C, max_iter, unit, robust):
         for a, shape in [(X, (n, p)), (y, (n,)), (w, (n,)), (offset, (n,))]
     ]
     x, cov, f, n_iter, status, trace, rcov, stats = call(
-        *args, tol, max_iter=np.int64(max_iter), unit=bool(unit), robust=bool(robust)
+        *args, tol, max_iter=np.int64(max_iter), robust=bool(robust)
     )
     st = {k: stats[:, i] for i, k in enumerate(STATS)}
     for k in ("ok", "near_sep", "has_const", "no_off"):

@@ -21,7 +21,6 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int kMaxHalvings = 40;  // mlejax._batched_kernel.MAX_HALVINGS
-constexpr int kProdRows = 1000;   // mlejax._batched_kernel.PROD_ROWS
 constexpr double kSeparationMargin = 20.0;  // ..._batched_kernel.SEPARATION_MARGIN
 // mlejax.status.Status
 constexpr int64_t kConverged = 0, kMaxIter = 1, kLineSearch = 2, kNonFinite = 3;
@@ -75,7 +74,8 @@ template <int P>
 struct Fit {
   static constexpr int Q = P * (P + 1) / 2;
   int n, N;  // rows, padded rows
-  bool unit;
+  bool unit;  // every weight 0 or 1 and at most 4 * 1023 rows: sum log1p as
+              // the logs of four lanes' products (at most n eps off)
   double* Xt;  // (P, N)
   const double *y, *w, *off;  // (N,)
   double *w0, *wy;  // (N,)
@@ -99,8 +99,9 @@ struct Fit {
       prodv *= w0v > zero ? one + e : one;
     }
     double s = 0.0;
-    if (unit && n <= kProdRows) {
-      s = std::log((prodv[0] * prodv[1]) * (prodv[2] * prodv[3]));
+    if (unit) {  // every factor is at most 2 and a lane has < 1024 of them
+      s = (std::log(prodv[0]) + std::log(prodv[1])) +
+          (std::log(prodv[2]) + std::log(prodv[3]));
     } else {
       for (int i = 0; i < n; ++i) s += w0[i] * std::log1p(e_out[i]);
     }
@@ -318,7 +319,7 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
   // the data's summaries (diagnostics.input_ok, the null deviance's sums)
   const v4 zero = splat(0.0), one = splat(1.0);
   v4 nobs = zero, npos = zero, sw = zero, swy = zero, swo = zero, lin4 = zero;
-  v4i badr = {0, 0, 0, 0}, offr = {0, 0, 0, 0};
+  v4i badr = {0, 0, 0, 0}, offr = {0, 0, 0, 0}, w01 = {0, 0, 0, 0};
   for (int i = 0; i < N; i += 4) {
     v4 wv = load4(F.w + i), yv = load4(F.y + i), ov = load4(F.off + i);
     v4i pos = wv > zero;
@@ -335,9 +336,11 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
     v4i fin = ((ov - ov) == zero) & ((wv - wv) == zero) & (wv >= zero);
     v4i yok = ~pos | (yv == zero) | (yv == one);
     badr |= ~(fin & yok);
+    w01 |= (wv != zero) & (wv != one);
     offr |= pos & (ov != zero);
   }
   const bool ok = !(badr[0] | badr[1] | badr[2] | badr[3]);
+  F.unit = !(w01[0] | w01[1] | w01[2] | w01[3]) && F.N <= 4 * 1023;
   const bool no_off = !(offr[0] | offr[1] | offr[2] | offr[3]);
   int first = 0;
   for (int i = 0; i < F.n; ++i)
@@ -477,7 +480,7 @@ struct Strides {
 
 template <int P>
 static void run(const double* X, const double* y, const double* w, const double* off,
-                const double* tol, Strides sd, int64_t C, int64_t n, int64_t max_iter, bool unit,
+                const double* tol, Strides sd, int64_t C, int64_t n, int64_t max_iter,
                 bool robust, double* x, double* cov, double* f, int64_t* n_iter,
                 int64_t* status, double* trace, double* rcov, double* stats) {
   const int N = (int)((n + 3) / 4 * 4);
@@ -485,7 +488,6 @@ static void run(const double* X, const double* y, const double* w, const double*
   Fit<P> F;
   F.n = (int)n;
   F.N = N;
-  F.unit = unit;
   double* s = buf.data();
   F.Xt = s;
   s += (size_t)P * N;
@@ -520,7 +522,7 @@ static void run(const double* X, const double* y, const double* w, const double*
 
 ffi::Error LogitNewtonImpl(ffi::Buffer<ffi::F64> X, ffi::Buffer<ffi::F64> y,
                            ffi::Buffer<ffi::F64> w, ffi::Buffer<ffi::F64> offset,
-                           ffi::Buffer<ffi::F64> tol, int64_t max_iter, bool unit,
+                           ffi::Buffer<ffi::F64> tol, int64_t max_iter,
                            bool robust, ffi::ResultBuffer<ffi::F64> x,
                            ffi::ResultBuffer<ffi::F64> cov, ffi::ResultBuffer<ffi::F64> f,
                            ffi::ResultBuffer<ffi::S64> n_iter,
@@ -542,7 +544,7 @@ ffi::Error LogitNewtonImpl(ffi::Buffer<ffi::F64> X, ffi::Buffer<ffi::F64> y,
   if (max_iter < 0) return ffi::Error::InvalidArgument("max_iter must be >= 0");
 #define MLEJAX_RUN(P)                                                              \
   run<P>(X.typed_data(), y.typed_data(), w.typed_data(), offset.typed_data(),      \
-         tol.typed_data(), sd, C, n, max_iter, unit, robust, x->typed_data(),          \
+         tol.typed_data(), sd, C, n, max_iter, robust, x->typed_data(),                \
          cov->typed_data(), f->typed_data(), n_iter->typed_data(),                 \
          status->typed_data(), trace->typed_data(), rcov->typed_data(),            \
          stats->typed_data())
@@ -571,7 +573,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MlejaxLogitNewton, LogitNewtonImpl,
                                   .Arg<ffi::Buffer<ffi::F64>>()  // offset (C, n)
                                   .Arg<ffi::Buffer<ffi::F64>>()  // tol (C,)
                                   .Attr<int64_t>("max_iter")
-                                  .Attr<bool>("unit")
                                   .Attr<bool>("robust")
                                   .Ret<ffi::Buffer<ffi::F64>>()   // x (C, p)
                                   .Ret<ffi::Buffer<ffi::F64>>()   // cov (C, p, p)

@@ -47,15 +47,13 @@ def _both(monkeypatch, *args, **kw):
 
 
 def _agree(native, xla, rtol=1e-10):
+    """Same members vouched for, and on those every field (the others are
+    refitted by the general path; a diverging fit may stop a step apart)."""
     (a, va), (b, vb) = native, xla
     np.testing.assert_array_equal(va, vb)
-    np.testing.assert_array_equal(a["status"], b["status"])
-    np.testing.assert_array_equal(a["converged"], b["converged"])
-    ok = np.asarray(va)  # the members the kernel vouches for (a diverging
-    # fit may stop one step apart: rounding)
-    np.testing.assert_array_equal(
-        np.asarray(a["n_iter"])[ok], np.asarray(b["n_iter"])[ok]
-    )
+    ok = np.asarray(va)
+    for k in ("status", "converged", "n_iter"):
+        np.testing.assert_array_equal(np.asarray(a[k])[ok], np.asarray(b[k])[ok])
     for k in ("params", "stderr", "cov", "loglik", "trace", "nobs", "aic", "bic"):
         x, y = np.asarray(a[k]), np.asarray(b[k])
         np.testing.assert_allclose(x[ok], y[ok], rtol=rtol, atol=1e-12, err_msg=k)
@@ -127,3 +125,24 @@ def test_native_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path, c
         assert _native.load.__wrapped__() is False
     assert "native kernels unavailable" in caplog.text
     assert list((tmp_path / "cache").glob("*.so")) == []
+
+
+@needs_native
+def test_native_zero_one_weights_sum_log1p_as_lane_products(monkeypatch):
+    """Weights of 0 and 1 only (mj.fit_groups' padding): the native loop sums
+    ``log1p`` as the logs of four lanes' products, up to 2,000 rows; the
+    log-likelihood stays within ``n eps`` of the XLA loop's ``log1p`` sum."""
+    X, y, _, off = _data(8, 2001, 3, seed=11)
+    w = (np.random.default_rng(2).random((8, 2001)) < 0.8).astype(float)
+    y = np.where(np.isin(y, (0.0, 1.0)), y, 1.0)
+    native, xla = _both(
+        monkeypatch, X, y, w, off, np.full(8, 1e-10), max_iter=100, cov_type="nonrobust"
+    )
+    vouch = np.asarray(native[1])
+    assert vouch.sum() == 6 and not vouch[[2, 5]].any()  # separated, collinear
+    _agree(native, xla)
+    np.testing.assert_allclose(
+        np.asarray(native[0]["loglik"])[vouch],
+        np.asarray(xla[0]["loglik"])[vouch],
+        rtol=2001 * 2.3e-16,
+    )
