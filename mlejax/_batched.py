@@ -232,7 +232,8 @@ def _fast_jit(general_fn, statics, unit_weights, flags, m, args):
     # jitted: an eager jax.vmap(mj.fit) is one compiled call, as before.
     # flags: which leaves of args are batched (size m along axis 0)
     batched = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(args), flags)
-    whole = _native.available(args[0].X.dtype)  # one native call, fit by fit
+    X = args[0].X  # one native call, fit by fit, where it serves
+    whole = _native.available(X.dtype, X.shape[-1])
     size = m if whole else None
     fast = fast_factory(args, batched, dict(statics), unit_weights, size)
     one = _one_general(general_fn, statics)

@@ -169,7 +169,7 @@ def chunk_kernel(
     p = X.shape[-1]
     int_t = jnp.asarray(0).dtype  # the general path's n_iter / status dtype
     robust = cov_type in ("HC0", "HC1")
-    if _native.available(X.dtype):
+    if _native.available(X.dtype, p):
         C = size if size is not None else X.shape[0]
         s, st = _native.logit_newton(X, y, w, offset, tol, C, max_iter, robust)
         s["n_iter"], s["status"] = s["n_iter"].astype(int_t), s["status"].astype(int_t)

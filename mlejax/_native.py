@@ -1,18 +1,20 @@
 """Native (C++) kernels registered as XLA FFI custom calls on CPU.
 
 One kernel today: the Newton loop of the batched logistic fits
-(``_native_logit.cc``, called by :mod:`mlejax._batched_kernel`). XLA:CPU runs
-that loop's small per-fit operations at a fixed cost each (about 100 of them
-a pass) and its 15 x 200 Hessian products at about 6 GFLOP/s; the C++ loop
-keeps each fit's rows in L1 and is 2-3x faster.
+(``_native_logit.cc``, called by :mod:`mlejax._batched_kernel`), with the
+covariance, the robust sandwich, the data's summaries and the null deviance
+after it. XLA:CPU runs that loop's many small per-fit operations at a fixed
+cost each and its 15 x 200 Hessian products at about 6 GFLOP/s; the C++ loop
+takes one fit after another with its rows in L1, four rows to a vector.
 
-The source is compiled once per machine, on first use, with the system C++
-compiler (``$CXX``, else ``c++``) against the FFI headers that jaxlib ships,
-into ``$MLEJAX_NATIVE_DIR`` (default ``~/.cache/mlejax/native``), keyed by a
-hash of the source, the compiler, jaxlib and the CPU (it is built with
-``-march=native``). Without a compiler, or with ``MLEJAX_NATIVE=0``, or when
-anything fails, :func:`load` returns False and the XLA formulation serves:
-the same answers, slower. Nothing here is used on GPU.
+The source is compiled on first use, once per machine and column count
+(about 2 s), with the system C++ compiler (``$CXX``, else ``c++``) against
+XLA's FFI C header that jaxlib ships, into ``$MLEJAX_NATIVE_DIR`` (default
+``~/.cache/mlejax/native``), keyed by a hash of the source, the compiler,
+jaxlib and the CPU (it is built with ``-march=native``). Without a compiler,
+with ``MLEJAX_NATIVE=0``, or when anything fails, :func:`load` returns False
+(and logs why) and the XLA formulation serves: the same answers, slower.
+Nothing here is used on GPU.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _SRC = Path(__file__).with_name("_native_logit.cc")
-#: the FFI target name of the logistic Newton loop
+#: the FFI target name of the logistic Newton loop (one per column count)
 LOGIT_NEWTON = "mlejax_logit_newton"
+#: the most columns the native loop takes (as the batched kernel)
+MAX_P = 8
 _FLAGS = [
     "-O3",
     "-march=native",
@@ -66,13 +70,13 @@ def _cpu_id() -> str:
     return "\n".join(sorted(set(keep)))
 
 
-def _build(cxx: str, out: Path) -> None:
+def _build(cxx: str, p: int, out: Path) -> None:
     include = jax.ffi.include_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        cmd = [cxx, *_FLAGS, f"-I{include}", str(_SRC), "-o", tmp]
+        cmd = [cxx, *_FLAGS, f"-DMLEJAX_P={p}", f"-I{include}", str(_SRC), "-o", tmp]
         subprocess.run(cmd, check=True, capture_output=True, timeout=300)
         os.replace(tmp, out)  # atomic: concurrent builders agree
     finally:
@@ -80,10 +84,16 @@ def _build(cxx: str, out: Path) -> None:
             os.unlink(tmp)
 
 
+def target(p: int) -> str:
+    """The FFI target name of the logistic Newton loop for ``p`` columns."""
+    return f"{LOGIT_NEWTON}_p{p}"
+
+
 @functools.cache
-def load() -> bool:
-    """Build (once per machine) and register the native kernels; False if
-    they are unavailable (then the XLA formulation serves)."""
+def load(p: int) -> bool:
+    """Build (once per machine and column count ``p``: about 2 s) and register
+    the native loop for ``p`` columns; False if it is unavailable (then the
+    XLA formulation serves)."""
     if os.environ.get("MLEJAX_NATIVE", "1").lower() in ("0", "off", "false", "no"):
         return False
     cxx = os.environ.get("CXX") or "c++"
@@ -96,17 +106,14 @@ def load() -> bool:
         ).stdout
         import jaxlib
 
-        key = hashlib.sha256(
-            "\0".join(
-                [_SRC.read_text(), version, jaxlib.__version__, _cpu_id(), *_FLAGS]
-            ).encode()
-        ).hexdigest()[:20]
-        lib = _cache_dir() / f"logit_{key}.so"
+        parts = [_SRC.read_text(), version, jaxlib.__version__, _cpu_id(), *_FLAGS]
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+        lib = _cache_dir() / f"logit_p{p}_{key}.so"
         if not lib.exists():
-            _build(cxx, lib)
+            _build(cxx, p, lib)
         handle = ctypes.cdll.LoadLibrary(str(lib))
         jax.ffi.register_ffi_target(
-            LOGIT_NEWTON, jax.ffi.pycapsule(handle.MlejaxLogitNewton), platform="cpu"
+            target(p), jax.ffi.pycapsule(handle.MlejaxLogitNewton), platform="cpu"
         )
     except Exception as err:  # noqa: BLE001 - any failure: the XLA path serves
         log.warning("mlejax: native kernels unavailable (%s); using XLA", err)
@@ -114,10 +121,15 @@ def load() -> bool:
     return True
 
 
-def available(dtype) -> bool:
-    """Whether the native logistic loop serves arrays of ``dtype`` here
+def available(dtype, p: int) -> bool:
+    """Whether the native logistic loop serves ``p`` columns of ``dtype`` here
     (float64, CPU as the default backend, and the kernel built)."""
-    return dtype == jax.numpy.float64 and jax.default_backend() == "cpu" and load()
+    return (
+        dtype == jnp.float64
+        and 1 <= p <= MAX_P
+        and jax.default_backend() == "cpu"
+        and load(p)
+    )
 
 
 #: the columns of the native kernel's per-fit summaries (``kStats`` there)
@@ -157,7 +169,7 @@ def logit_newton(X, y, w, offset, tol, C, max_iter, robust):
             ((C, len(STATS)), f64),  # STATS
         ]
     ]
-    call = jax.ffi.ffi_call(LOGIT_NEWTON, shapes)
+    call = jax.ffi.ffi_call(target(p), shapes)
     tol = jnp.broadcast_to(jnp.asarray(tol, f64), (C,))
     args = [
         jnp.reshape(a, (-1, *shape))

@@ -14,9 +14,13 @@
 #include <utility>
 #include <vector>
 
-#include "xla/ffi/api/ffi.h"
+#include <string>
 
-namespace ffi = xla::ffi;
+#include "xla/ffi/api/c_api.h"
+
+#ifndef MLEJAX_P
+#define MLEJAX_P 5
+#endif
 
 namespace {
 
@@ -520,65 +524,79 @@ static void run(const double* X, const double* y, const double* w, const double*
   }
 }
 
-ffi::Error LogitNewtonImpl(ffi::Buffer<ffi::F64> X, ffi::Buffer<ffi::F64> y,
-                           ffi::Buffer<ffi::F64> w, ffi::Buffer<ffi::F64> offset,
-                           ffi::Buffer<ffi::F64> tol, int64_t max_iter,
-                           bool robust, ffi::ResultBuffer<ffi::F64> x,
-                           ffi::ResultBuffer<ffi::F64> cov, ffi::ResultBuffer<ffi::F64> f,
-                           ffi::ResultBuffer<ffi::S64> n_iter,
-                           ffi::ResultBuffer<ffi::S64> status,
-                           ffi::ResultBuffer<ffi::F64> trace,
-                           ffi::ResultBuffer<ffi::F64> rcov,
-                           ffi::ResultBuffer<ffi::F64> stats) {
-  auto dims = X.dimensions();
-  if (dims.size() != 3) return ffi::Error::InvalidArgument("X must be (C, n, p)");
-  const int64_t n = dims[1], p = dims[2];
-  const int64_t C = f->dimensions()[0];  // fits; an input of 1 is shared by all
-  auto stride = [&](auto& b, int64_t per) -> int64_t {
-    return b.dimensions()[0] == 1 ? 0 : per;
-  };
-  for (int64_t d0 : {dims[0], y.dimensions()[0], w.dimensions()[0], offset.dimensions()[0]})
-    if (d0 != 1 && d0 != C)
-      return ffi::Error::InvalidArgument("inputs must have C or 1 fits");
-  Strides sd{stride(X, n * p), stride(y, n), stride(w, n), stride(offset, n)};
-  if (max_iter < 0) return ffi::Error::InvalidArgument("max_iter must be >= 0");
-#define MLEJAX_RUN(P)                                                              \
-  run<P>(X.typed_data(), y.typed_data(), w.typed_data(), offset.typed_data(),      \
-         tol.typed_data(), sd, C, n, max_iter, robust, x->typed_data(),                \
-         cov->typed_data(), f->typed_data(), n_iter->typed_data(),                 \
-         status->typed_data(), trace->typed_data(), rcov->typed_data(),            \
-         stats->typed_data())
-  switch (p) {
-    case 1: MLEJAX_RUN(1); break;
-    case 2: MLEJAX_RUN(2); break;
-    case 3: MLEJAX_RUN(3); break;
-    case 4: MLEJAX_RUN(4); break;
-    case 5: MLEJAX_RUN(5); break;
-    case 6: MLEJAX_RUN(6); break;
-    case 7: MLEJAX_RUN(7); break;
-    case 8: MLEJAX_RUN(8); break;
-    default: return ffi::Error::InvalidArgument("p must be in 1..8");
-  }
-#undef MLEJAX_RUN
-  return ffi::Error::Success();
+static XLA_FFI_Error* fail(const XLA_FFI_CallFrame* cf, const char* msg) {
+  XLA_FFI_Error_Create_Args e;
+  e.struct_size = XLA_FFI_Error_Create_Args_STRUCT_SIZE;
+  e.extension_start = nullptr;
+  e.message = msg;
+  e.errc = XLA_FFI_Error_Code_INVALID_ARGUMENT;
+  return cf->api->XLA_FFI_Error_Create(&e);
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(MlejaxLogitNewton, LogitNewtonImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F64>>()  // X (C, n, p)
-                                  .Arg<ffi::Buffer<ffi::F64>>()  // y (C, n)
-                                  .Arg<ffi::Buffer<ffi::F64>>()  // w (C, n)
-                                  .Arg<ffi::Buffer<ffi::F64>>()  // offset (C, n)
-                                  .Arg<ffi::Buffer<ffi::F64>>()  // tol (C,)
-                                  .Attr<int64_t>("max_iter")
-                                  .Attr<bool>("robust")
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // x (C, p)
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // cov (C, p, p)
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // f (C,)
-                                  .Ret<ffi::Buffer<ffi::S64>>()   // n_iter (C,)
-                                  .Ret<ffi::Buffer<ffi::S64>>()   // status (C,)
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // trace (C, max_iter + 1)
-                                  .Ret<ffi::Buffer<ffi::F64>>()   // robust cov (C, p, p)
-                                  .Ret<ffi::Buffer<ffi::F64>>());  // stats (C, kStats)
+// The handler, on XLA's C API (its C++ wrapper, ffi.h, costs seconds of
+// compile): args X (C, n, p), y, w, offset (C, n), tol (C,), any of the first
+// four with a leading 1 when shared; attrs max_iter (int64), robust (bool);
+// rets x (C, p), cov (C, p, p), f (C,), n_iter, status (C,) int64, trace
+// (C, max_iter + 1), robust cov (C, p, p), stats (C, kStats).
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* MlejaxLogitNewton(
+    XLA_FFI_CallFrame* cf) {
+  if (cf->extension_start != nullptr &&
+      cf->extension_start->type == XLA_FFI_Extension_Metadata) {
+    auto* ext = reinterpret_cast<XLA_FFI_Metadata_Extension*>(cf->extension_start);
+    ext->metadata->api_version = XLA_FFI_Api_Version{
+        XLA_FFI_Api_Version_STRUCT_SIZE, nullptr, XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR};
+    ext->metadata->traits = 0;
+    ext->metadata->state_type_id = XLA_FFI_TypeId{0};
+    return nullptr;
+  }
+  if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return fail(cf, "execute stage only");
+  if (cf->args.size != 5 || cf->rets.size != 8 || cf->attrs.size != 2)
+    return fail(cf, "mlejax_logit_newton: 5 args, 8 results, 2 attributes");
+  XLA_FFI_Buffer* in[5];
+  for (int i = 0; i < 5; ++i) {
+    if (cf->args.types[i] != XLA_FFI_ArgType_BUFFER) return fail(cf, "buffer args only");
+    in[i] = static_cast<XLA_FFI_Buffer*>(cf->args.args[i]);
+    if (in[i]->dtype != XLA_FFI_DataType_F64) return fail(cf, "float64 args only");
+  }
+  XLA_FFI_Buffer* out[8];
+  for (int i = 0; i < 8; ++i) {
+    if (cf->rets.types[i] != XLA_FFI_RetType_BUFFER) return fail(cf, "buffer results only");
+    out[i] = static_cast<XLA_FFI_Buffer*>(cf->rets.rets[i]);
+    const bool int_ret = i == 3 || i == 4;
+    if (out[i]->dtype != (int_ret ? XLA_FFI_DataType_S64 : XLA_FFI_DataType_F64))
+      return fail(cf, "result dtypes: float64, n_iter and status int64");
+  }
+  int64_t max_iter = -1;
+  int robust = -1;
+  for (int i = 0; i < 2; ++i) {  // sorted by name: max_iter, robust
+    if (cf->attrs.types[i] != XLA_FFI_AttrType_SCALAR) return fail(cf, "scalar attributes");
+    const XLA_FFI_ByteSpan* name = cf->attrs.names[i];
+    const auto* sc = static_cast<const XLA_FFI_Scalar*>(cf->attrs.attrs[i]);
+    const std::string key(name->ptr, name->len);
+    if (key == "max_iter" && sc->dtype == XLA_FFI_DataType_S64)
+      max_iter = *static_cast<const int64_t*>(sc->value);
+    else if (key == "robust" && sc->dtype == XLA_FFI_DataType_PRED)
+      robust = *static_cast<const bool*>(sc->value) ? 1 : 0;
+  }
+  if (max_iter < 0 || robust < 0)
+    return fail(cf, "attributes: max_iter (int64 >= 0), robust (bool)");
+  const XLA_FFI_Buffer *X = in[0], *y = in[1], *w = in[2], *off = in[3], *tol = in[4];
+  if (X->rank != 3 || X->dims[2] != MLEJAX_P) return fail(cf, "X must be (C, n, p)");
+  const int64_t n = X->dims[1], C = out[2]->dims[0];  // fits: f is (C,)
+  for (const XLA_FFI_Buffer* b : {X, y, w, off})
+    if (b->dims[0] != 1 && b->dims[0] != C) return fail(cf, "inputs must have C or 1 fits");
+  auto stride = [&](const XLA_FFI_Buffer* b, int64_t per) -> int64_t {
+    return b->dims[0] == 1 ? 0 : per;
+  };
+  Strides sd{stride(X, n * MLEJAX_P), stride(y, n), stride(w, n), stride(off, n)};
+  auto f64 = [](XLA_FFI_Buffer* b) { return static_cast<double*>(b->data); };
+  auto s64 = [](XLA_FFI_Buffer* b) { return static_cast<int64_t*>(b->data); };
+  run<MLEJAX_P>(static_cast<const double*>(X->data), static_cast<const double*>(y->data),
+                static_cast<const double*>(w->data), static_cast<const double*>(off->data),
+                static_cast<const double*>(tol->data), sd, C, n, max_iter, robust != 0,
+                f64(out[0]), f64(out[1]), f64(out[2]), s64(out[3]), s64(out[4]),
+                f64(out[5]), f64(out[6]), f64(out[7]));
+  return nullptr;
+}

@@ -16,7 +16,7 @@ from mlejax import _batched_kernel, _native
 mj.enable_x64()
 
 needs_native = pytest.mark.skipif(
-    not _native.available(jnp.float64), reason="no C++ compiler: XLA loop only"
+    not _native.available(jnp.float64, 3), reason="no C++ compiler: XLA loop only"
 )
 
 
@@ -41,7 +41,7 @@ def _data(C, n, p, seed=3):
 
 def _both(monkeypatch, *args, **kw):
     native = jax.jit(lambda *a: _batched_kernel.chunk_kernel(*a, **kw))(*args)
-    monkeypatch.setattr(_native, "available", lambda dtype: False)
+    monkeypatch.setattr(_native, "available", lambda *a: False)
     xla = jax.jit(lambda *a: _batched_kernel.chunk_kernel(*a, **kw))(*args)
     return native, xla
 
@@ -106,10 +106,10 @@ def test_native_shared_leaves_and_iteration_cap(monkeypatch):
 
 def test_native_off_by_environment_or_without_compiler(monkeypatch, tmp_path):
     monkeypatch.setenv("MLEJAX_NATIVE", "0")
-    assert _native.load.__wrapped__() is False
+    assert _native.load.__wrapped__(3) is False
     monkeypatch.setenv("MLEJAX_NATIVE", "1")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    assert _native.load.__wrapped__() is False
+    assert _native.load.__wrapped__(3) is False
 
 
 def test_native_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path, caplog):
@@ -122,7 +122,7 @@ def test_native_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path, c
     monkeypatch.setenv("CXX", str(fake))
     monkeypatch.setenv("MLEJAX_NATIVE_DIR", str(tmp_path / "cache"))
     with caplog.at_level("WARNING", logger="mlejax._native"):
-        assert _native.load.__wrapped__() is False
+        assert _native.load.__wrapped__(3) is False
     assert "native kernels unavailable" in caplog.text
     assert list((tmp_path / "cache").glob("*.so")) == []
 
