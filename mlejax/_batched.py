@@ -6,7 +6,7 @@ the batch is one the kernel serves (at least ``MIN_BATCH`` fits and
 :func:`eligible`, decided when traced:
 canonical Bernoulli, Newton, no penalty, no clusters, ``cov_type``
 nonrobust/HC0/HC1, at most ``MAX_P`` columns, fewer than ``2 * BLOCK``
-rows); anything else is the plain ``vmap`` of the general fit. The kernel
+rows, or ``NATIVE_MAX_ROWS`` where the native loop serves); anything else is the plain ``vmap`` of the general fit. The kernel
 (:mod:`mlejax._batched_kernel`) runs the general path's Newton loop and
 post-processing on chunks of ``CHUNK`` fits that stay in cache, one chunk
 after another (``lax.map``), so every ``FitResult`` field is the general
@@ -31,6 +31,7 @@ import numpy as np
 
 from mlejax import _native, objective
 from mlejax._batched_kernel import chunk_kernel
+from mlejax.engines.glm import SUBSAMPLE_MIN_ROWS
 from mlejax.families import Bernoulli
 from mlejax.result import FitResult
 
@@ -39,6 +40,9 @@ from mlejax.result import FitResult
 CHUNK = 32
 #: at most this many columns per fit (the pairwise products grow as p**2)
 MAX_P = 8
+#: rows per fit up to which the native loop serves: the general path starts
+#: from 0 below this (from a subsample fit above), so n_iter is the same
+NATIVE_MAX_ROWS = SUBSAMPLE_MIN_ROWS
 #: batches of fewer fits take the plain vmap of the general fit: the kernel
 #: pays off in run time only for many fits, and costs a compile of its own
 MIN_BATCH = 64
@@ -46,8 +50,11 @@ MIN_BATCH = 64
 TRACE_COUNT = {"fast": 0, "general": 0}
 
 
-def eligible(family, solver, max_iter, cov, n: int, p: int, args_ok: bool) -> bool:
-    """Whether the batched kernel serves this vmapped fit (decided when traced)."""
+def eligible(
+    family, solver, max_iter, cov, n: int, p: int, args_ok: bool, max_rows=None
+) -> bool:
+    """Whether the batched kernel serves this vmapped fit (decided when traced):
+    fewer than ``max_rows`` rows (default: the XLA formulation's ``2 * BLOCK``)."""
     cov_type = cov[0]
     info = cov[2] if len(cov) > 2 else "observed"
     return (
@@ -58,7 +65,7 @@ def eligible(family, solver, max_iter, cov, n: int, p: int, args_ok: bool) -> bo
         and cov_type in ("nonrobust", "HC0", "HC1")
         and info == "observed"
         and 1 <= p <= MAX_P
-        and p < n < 2 * objective.BLOCK
+        and p < n < (max_rows or 2 * objective.BLOCK)
     )
 
 
@@ -75,7 +82,10 @@ def fast_factory(args, in_batched, st, unit_weights: bool = False, size=None):
         and len(shape) == 2
     )
     n, p = shape if len(shape) == 2 else (0, 0)
-    if not eligible(st["family"], st["solver"], st["max_iter"], st["cov"], n, p, plain):
+    max_rows = NATIVE_MAX_ROWS if _native.available(X.dtype, p) else None
+    if not eligible(
+        st["family"], st["solver"], st["max_iter"], st["cov"], n, p, plain, max_rows
+    ):
         return None
     family, cov = st["family"], st["cov"]
 

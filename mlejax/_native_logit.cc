@@ -78,8 +78,8 @@ template <int P>
 struct Fit {
   static constexpr int Q = P * (P + 1) / 2;
   int n, N;  // rows, padded rows
-  bool unit;  // every weight 0 or 1 and at most 4 * 1023 rows: sum log1p as
-              // the logs of four lanes' products (at most n eps off)
+  bool unit;  // every weight 0 or 1: sum log1p as the logs of four lanes'
+              // products (rounding at most n eps)
   double* Xt;  // (P, N)
   const double *y, *w, *off;  // (N,)
   double *w0, *wy;  // (N,)
@@ -90,25 +90,29 @@ struct Fit {
   // - lin_t (without weights, the log1p sum is one log of a product).
   double value_at(const double* d, double t, double lin_t, double* e_out) const {
     const v4 zero = splat(0.0), one = splat(1.0), tv = splat(t);
-    v4 posv = zero, prodv = one;
-    for (int i = 0; i < N; i += 4) {
-      v4 xd = zero;
-      for (int a = 0; a < P; ++a) xd += splat(d[a]) * load4(Xt + a * N + i);
-      v4 v = load4(eta + i) - tv * xd;
-      store4(et + i, v);
-      v4 e = exp_nonpos4(v < zero ? v : -v);
-      store4(e_out + i, e);
-      v4 w0v = load4(w0 + i);
-      posv += w0v * (v > zero ? v : zero);
-      prodv *= w0v > zero ? one + e : one;
-    }
+    v4 posv = zero;
     double s = 0.0;
-    if (unit) {  // every factor is at most 2 and a lane has < 1024 of them
-      s = (std::log(prodv[0]) + std::log(prodv[1])) +
-          (std::log(prodv[2]) + std::log(prodv[3]));
-    } else {
-      for (int i = 0; i < n; ++i) s += w0[i] * std::log1p(e_out[i]);
+    // every factor of a lane's product is at most 2: a log every 1023 of them
+    for (int b = 0; b < N; b += 4 * 1023) {
+      const int end = b + 4 * 1023 < N ? b + 4 * 1023 : N;
+      v4 prodv = one;
+      for (int i = b; i < end; i += 4) {
+        v4 xd = zero;
+        for (int a = 0; a < P; ++a) xd += splat(d[a]) * load4(Xt + a * N + i);
+        v4 v = load4(eta + i) - tv * xd;
+        store4(et + i, v);
+        v4 e = exp_nonpos4(v < zero ? v : -v);
+        store4(e_out + i, e);
+        v4 w0v = load4(w0 + i);
+        posv += w0v * (v > zero ? v : zero);
+        prodv *= w0v > zero ? one + e : one;
+      }
+      if (unit)
+        s += (std::log(prodv[0]) + std::log(prodv[1])) +
+             (std::log(prodv[2]) + std::log(prodv[3]));
     }
+    if (!unit)
+      for (int i = 0; i < n; ++i) s += w0[i] * std::log1p(e_out[i]);
     return s + hsum(posv) - lin_t;
   }
 
@@ -344,7 +348,7 @@ static void fit_one(Fit<P>& F, double tol, int64_t max_iter, bool robust, Out o)
     offr |= pos & (ov != zero);
   }
   const bool ok = !(badr[0] | badr[1] | badr[2] | badr[3]);
-  F.unit = !(w01[0] | w01[1] | w01[2] | w01[3]) && F.N <= 4 * 1023;
+  F.unit = !(w01[0] | w01[1] | w01[2] | w01[3]);
   const bool no_off = !(offr[0] | offr[1] | offr[2] | offr[3]);
   int first = 0;
   for (int i = 0; i < F.n; ++i)

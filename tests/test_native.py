@@ -146,3 +146,33 @@ def test_native_zero_one_weights_sum_log1p_as_lane_products(monkeypatch):
         np.asarray(xla[0]["loglik"])[vouch],
         rtol=2001 * 2.3e-16,
     )
+
+
+@needs_native
+def test_vmap_of_long_fits_takes_the_native_kernel_and_equals_own_fits():
+    """Fits of 4,500 rows (past the XLA formulation's 2,048 and the lane
+    products' block of 4,092) take the kernel; each equals its own mj.fit,
+    which evaluates them in 1,024-row blocks."""
+    import warnings
+
+    from mlejax import _batched
+
+    rng = np.random.default_rng(4)
+    m, n = 64, 4500
+    X = rng.standard_normal((m, n, 3))
+    X[:, :, 0] = 1.0
+    y = (rng.random((m, n)) < 1 / (1 + np.exp(-X @ np.array([0.3, -0.5, 0.2])))) * 1.0
+    fam = mj.families.Bernoulli()
+    before = _batched.TRACE_COUNT["fast"]
+    res = jax.jit(jax.vmap(lambda X, y: mj.fit(X, y, fam)))(X, y)
+    assert _batched.TRACE_COUNT["fast"] == before + 1
+    assert np.asarray(res.converged).all()
+    for i in (0, 37):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one = mj.fit(X[i], y[i], fam)
+        np.testing.assert_allclose(res.params[i], one.params, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(res.stderr[i], one.stderr, rtol=1e-11)
+        np.testing.assert_allclose(res.loglik[i], one.loglik, rtol=1e-13)
+        np.testing.assert_allclose(res.null_deviance[i], one.null_deviance, rtol=1e-12)
+        assert int(res.n_iter[i]) == int(one.n_iter)
