@@ -51,9 +51,10 @@ __all__ = ["fit_groups", "GroupFits", "group_codes", "compiled_count", "ROWS_PER
 
 #: at most this many rows (groups x bucket size) go into one compiled call; a
 #: bucket with more groups runs in several calls of the same compiled fit.
-#: Small calls keep a batch in cache: 2**15 ran 1.3x faster than 2**20 on 256
-#: groups of about 900 rows (p = 5, one core, noisy shared machine).
-ROWS_PER_CALL = 1 << 15
+#: 2**17 puts at least 64 groups of up to 2,048 rows in a call, the batched
+#: kernel's minimum (mlejax._batched.MIN_BATCH): at 2**15 the buckets of
+#: 1,024 rows and more took the general vmapped path.
+ROWS_PER_CALL = 1 << 17
 
 
 # -- the compiled batch: one vmap of the traced fit per bucket ----------------
