@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _SRC = Path(__file__).with_name("_native_logit.cc")
 #: the FFI target name of the logistic Newton loop (one per column count)
 LOGIT_NEWTON = "mlejax_logit_newton"
+#: the FFI target of the kernel's vectorised exp (for its accuracy test)
+EXP_NONPOS = "mlejax_exp_nonpos"
 #: the most columns the native loop takes (as the batched kernel)
 MAX_P = 8
 _FLAGS = [
@@ -115,6 +117,11 @@ def load(p: int) -> bool:
         jax.ffi.register_ffi_target(
             target(p), jax.ffi.pycapsule(handle.MlejaxLogitNewton), platform="cpu"
         )
+        jax.ffi.register_ffi_target(
+            f"{EXP_NONPOS}_p{p}",
+            jax.ffi.pycapsule(handle.MlejaxExpNonpos),
+            platform="cpu",
+        )
     except Exception as err:  # noqa: BLE001 - any failure: the XLA path serves
         log.warning("mlejax: native kernels unavailable (%s); using XLA", err)
         return False
@@ -185,3 +192,14 @@ def logit_newton(X, y, w, offset, tol, C, max_iter, robust):
     if robust:
         s["rcov"] = rcov
     return s, st
+
+
+def exp_nonpos(x, p: int = 1):
+    """The native kernel's ``exp(x)`` for ``x <= 0`` (float64) on ``x``, as
+    compiled in the library for ``p`` columns (for its accuracy test)."""
+    if not load(p):
+        raise RuntimeError("mlejax: the native library is unavailable here")
+    x = jnp.asarray(x, jnp.float64)
+    return jax.ffi.ffi_call(
+        f"{EXP_NONPOS}_p{p}", jax.ShapeDtypeStruct(x.shape, x.dtype)
+    )(x)

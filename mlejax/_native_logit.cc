@@ -537,7 +537,46 @@ static XLA_FFI_Error* fail(const XLA_FFI_CallFrame* cf, const char* msg) {
   return cf->api->XLA_FFI_Error_Create(&e);
 }
 
+// XLA asks a handler for its API version by a call with the metadata
+// extension: answer it (true) or go on (false).
+static bool metadata(XLA_FFI_CallFrame* cf) {
+  if (cf->extension_start == nullptr ||
+      cf->extension_start->type != XLA_FFI_Extension_Metadata)
+    return false;
+  auto* ext = reinterpret_cast<XLA_FFI_Metadata_Extension*>(cf->extension_start);
+  ext->metadata->api_version = XLA_FFI_Api_Version{
+      XLA_FFI_Api_Version_STRUCT_SIZE, nullptr, XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR};
+  ext->metadata->traits = 0;
+  ext->metadata->state_type_id = XLA_FFI_TypeId{0};
+  return true;
+}
+
 }  // namespace
+
+// exp_nonpos4 over a float64 buffer (of any shape), for its accuracy test
+// against mpmath (tests/test_native.py): the kernel's own exp, not a copy.
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* MlejaxExpNonpos(
+    XLA_FFI_CallFrame* cf) {
+  if (metadata(cf)) return nullptr;
+  if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return fail(cf, "execute stage only");
+  if (cf->args.size != 1 || cf->rets.size != 1) return fail(cf, "one arg, one result");
+  auto* x = static_cast<XLA_FFI_Buffer*>(cf->args.args[0]);
+  auto* out = static_cast<XLA_FFI_Buffer*>(cf->rets.rets[0]);
+  if (x->dtype != XLA_FFI_DataType_F64 || out->dtype != XLA_FFI_DataType_F64)
+    return fail(cf, "float64 only");
+  int64_t size = 1;
+  for (int64_t k = 0; k < x->rank; ++k) size *= x->dims[k];
+  const double* in = static_cast<const double*>(x->data);
+  double* o = static_cast<double*>(out->data);
+  for (int64_t i = 0; i < size; i += 4) {
+    double buf[4] = {0, 0, 0, 0};
+    const int64_t m = size - i < 4 ? size - i : 4;
+    for (int64_t j = 0; j < m; ++j) buf[j] = in[i + j];
+    const v4 e = exp_nonpos4(load4(buf));
+    for (int64_t j = 0; j < m; ++j) o[i + j] = e[j];
+  }
+  return nullptr;
+}
 
 // The handler, on XLA's C API (its C++ wrapper, ffi.h, costs seconds of
 // compile): args X (C, n, p), y, w, offset (C, n), tol (C,), any of the first
@@ -546,15 +585,7 @@ static XLA_FFI_Error* fail(const XLA_FFI_CallFrame* cf, const char* msg) {
 // (C, max_iter + 1), robust cov (C, p, p), stats (C, kStats).
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* MlejaxLogitNewton(
     XLA_FFI_CallFrame* cf) {
-  if (cf->extension_start != nullptr &&
-      cf->extension_start->type == XLA_FFI_Extension_Metadata) {
-    auto* ext = reinterpret_cast<XLA_FFI_Metadata_Extension*>(cf->extension_start);
-    ext->metadata->api_version = XLA_FFI_Api_Version{
-        XLA_FFI_Api_Version_STRUCT_SIZE, nullptr, XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR};
-    ext->metadata->traits = 0;
-    ext->metadata->state_type_id = XLA_FFI_TypeId{0};
-    return nullptr;
-  }
+  if (metadata(cf)) return nullptr;
   if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return fail(cf, "execute stage only");
   if (cf->args.size != 5 || cf->rets.size != 8 || cf->attrs.size != 2)
     return fail(cf, "mlejax_logit_newton: 5 args, 8 results, 2 attributes");
