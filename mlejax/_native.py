@@ -45,7 +45,6 @@ MAX_P = 8
 _FLAGS = [
     "-O3",
     "-march=native",
-    "-fopenmp-simd",
     "-std=c++17",
     "-shared",
     "-fPIC",

@@ -5,16 +5,15 @@
 // It is the while_loop of mlejax._batched_kernel.chunk_kernel, statement for
 // statement (start at 0, a fresh Hessian every pass, Armijo halving after one
 // re-measure, the same stopping rules and status codes); each fit runs its
-// own loop over its rows, which stay in L1. Loops over rows are written to be
-// vectorised by the compiler (-O3, `omp simd` reductions, a branch-free exp).
+// own loop over its rows, which stay in L1, four rows to a vector (GCC vector
+// extensions, a branch-free exp).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
-
-#include <string>
 
 #include "xla/ffi/api/c_api.h"
 
