@@ -6,11 +6,13 @@ the batch is one the kernel serves (at least ``MIN_BATCH`` fits and
 :func:`eligible`, decided when traced:
 canonical Bernoulli, Newton, no penalty, no clusters, ``cov_type``
 nonrobust/HC0/HC1, at most ``MAX_P`` columns, fewer than ``2 * BLOCK``
-rows, or ``NATIVE_MAX_ROWS`` where the native loop serves); anything else is the plain ``vmap`` of the general fit. The kernel
+rows, or ``NATIVE_MAX_ROWS`` where the native loop serves); anything else
+is the plain ``vmap`` of the general fit. The kernel
 (:mod:`mlejax._batched_kernel`) runs the general path's Newton loop and
-post-processing on chunks of ``CHUNK`` fits that stay in cache, one chunk
-after another (``lax.map``), so every ``FitResult`` field is the general
-path's up to rounding.
+post-processing, so every ``FitResult`` field is the general path's up to
+rounding: on CPU in float64 as one native call on the whole batch, fit by
+fit (:mod:`mlejax._native`); otherwise in XLA on chunks of ``CHUNK`` fits
+that stay in cache, one chunk after another (``lax.map``).
 
 Failure is data: members the kernel does not vouch for (not converged,
 invalid data, rank deficiency, the iteration cap, a row near separation) are
@@ -38,8 +40,9 @@ from mlejax.result import FitResult
 #: fits per chunk (a chunk's X, its pairwise products and the loop state stay
 #: in L2; chunks of 1000 lost almost all the gain in the prototype)
 CHUNK = 32
-#: at most this many columns per fit (the pairwise products grow as p**2)
-MAX_P = 8
+#: at most this many columns per fit (the pairwise products grow as p**2;
+#: the native library is built for each of them)
+MAX_P = _native.MAX_P
 #: rows per fit up to which the native loop serves: the general path starts
 #: from 0 below this (from a subsample fit above), so n_iter is the same
 NATIVE_MAX_ROWS = SUBSAMPLE_MIN_ROWS

@@ -40,7 +40,8 @@ _SRC = Path(__file__).with_name("_native_logit.cc")
 LOGIT_NEWTON = "mlejax_logit_newton"
 #: the FFI target of the kernel's vectorised exp (for its accuracy test)
 EXP_NONPOS = "mlejax_exp_nonpos"
-#: the most columns the native loop takes (as the batched kernel)
+#: the most columns the native loop takes (and so the batched kernel:
+#: ``mlejax._batched.MAX_P``)
 MAX_P = 8
 _FLAGS = [
     "-O3",
